@@ -1,0 +1,76 @@
+"""The versioned JSON API at ``/api/v1/`` (django-ninja, OpenAPI at ``openapi.json``).
+
+Agents authenticate with ``Authorization: Bearer <agent key>``; people with
+their session (and CSRF token). Each app adds its router in ``console.urls``.
+"""
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, SessionAuth
+
+from agents import services as agent_services
+
+
+class AgentKeyAuth(HttpBearer):
+    """Bearer agent key. Sets ``request.agent`` and ``request.agent_key``."""
+
+    openapi_scheme = "bearer"
+
+    def authenticate(self, request: HttpRequest, token: str):
+        try:
+            key = agent_services.authenticate_key(token)
+        except agent_services.InvalidKey:
+            return None
+        request.agent_key = key
+        request.agent = key.agent
+        return key
+
+
+class AsyncAgentKeyAuth(AgentKeyAuth):
+    async def authenticate(self, request: HttpRequest, token: str):
+        return await sync_to_async(AgentKeyAuth.authenticate)(self, request, token)
+
+
+agent_auth = AgentKeyAuth()
+async_agent_auth = AsyncAgentKeyAuth()
+session_auth = SessionAuth(csrf=True)
+
+api = NinjaAPI(
+    title="Agent Ops Console API",
+    version="1",
+    description=(
+        "Agents ask permission for risky actions, wait for the decision, report execution, "
+        "fetch prompts and read their runs with `Authorization: Bearer <agent key>`. "
+        "Reviewers decide with their browser session. Traces are ingested by OTLP/HTTP at `/v1/traces`."
+    ),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+def _field_of(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "payload")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(ValidationError)
+def validation_failed(request, exc: ValidationError):
+    errors = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors]
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return api.create_response(request, {"detail": f"Invalid request: {summary}", "errors": errors}, status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    response = api.create_response(
+        request, {"detail": "Missing, malformed, unknown or revoked credentials."}, status=401)
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    return api.create_response(request, {"detail": exc.message}, status=exc.status_code)

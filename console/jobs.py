@@ -1,0 +1,9 @@
+from datetime import datetime, timedelta
+
+from console.models import LoginAttempt
+
+
+def purge_login_attempts(*, now: datetime) -> int:
+    """Drop failed-login records older than a day; idempotent."""
+    deleted, _ = LoginAttempt.objects.filter(at__lt=now - timedelta(days=1)).delete()
+    return deleted

@@ -1,0 +1,68 @@
+"""Live fragments over WebSocket.
+
+Apps push rendered partials to groups (``dashboard``, ``run-<id>``,
+``queue-<id>``); the one consumer forwards them to browsers, where the htmx
+WebSocket extension swaps them in by id. Pushes never raise: a broken channel
+layer degrades live updates, never the request that triggered them.
+"""
+
+import logging
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from console.roles import STAFF_ROLES, has_role
+
+log = logging.getLogger(__name__)
+
+# topic prefix -> check(user, rest) -> bool, evaluated once on connect
+_TOPICS: dict[str, Callable] = {}
+
+
+def register_topic(prefix: str, check: Callable) -> None:
+    _TOPICS[prefix] = check
+
+
+def any_role(user, rest: str) -> bool:
+    return has_role(user, *STAFF_ROLES)
+
+
+def may_subscribe(user, topic: str) -> bool:
+    """``topic`` is ``name`` or ``name-<rest>``; unknown topics are refused."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    name, _, rest = topic.partition("-")
+    check = _TOPICS.get(name)
+    return bool(check and check(user, rest))
+
+
+def send_to_group(group: str, html: str) -> bool:
+    """Send a fragment to every browser subscribed to ``group``; False if it failed."""
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "fragment", "html": html})
+    except Exception:  # noqa: BLE001 - live updates are best effort by design
+        log.warning("live push to %s failed", group, exc_info=True)
+        return False
+    return True
+
+
+async def asend_to_group(group: str, html: str) -> bool:
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        await layer.group_send(group, {"type": "fragment", "html": html})
+    except Exception:  # noqa: BLE001
+        log.warning("live push to %s failed", group, exc_info=True)
+        return False
+    return True
+
+
+def on_commit(fn: Callable[[], object]) -> None:
+    """Run a push after the surrounding transaction commits (at once outside one)."""
+    transaction.on_commit(fn, robust=True)

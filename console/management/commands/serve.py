@@ -1,0 +1,29 @@
+"""``python manage.py serve``: the console on uvicorn, HTTP and WebSocket on one port.
+
+In the embedded mode the ASGI lifespan starts the in-process scheduler; with
+``--fleet`` the demo agents start once the server is accepting requests.
+"""
+
+import threading
+
+import uvicorn
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the console with uvicorn."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--fleet", action="store_true", help="start the demo agents too")
+
+    def handle(self, *args, host, port, workers, fleet, **options):
+        if fleet:
+            from agents import demo
+
+            threading.Thread(target=demo.start_fleet, args=(f"http://{host}:{port}", self.stdout),
+                             name="demo-fleet", daemon=True).start()
+        uvicorn.run("console.asgi:application", host=host, port=port, workers=workers, lifespan="on",
+                    log_level="info", proxy_headers=True, ws_max_size=1 << 20)

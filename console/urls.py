@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from console import views
+from agents.api import router as agents_router
+from console.api import api
+
+api.add_router("/", agents_router)
+
+handler403 = "console.views.permission_denied"
+handler404 = "console.views.not_found"
+handler500 = "console.views.server_error"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("audit/", views.audit_log, name="audit"),
+    path("agents/", include("agents.urls")),
+    path("api/v1/", api.urls),
+    path("django-admin/", admin.site.urls),
+]
