@@ -4,9 +4,13 @@ from django.urls import include, path
 
 from console import views
 from agents.api import router as agents_router
+from approvals.api import router as approvals_router
 from console.api import api
+from traces.api import router as traces_router
 
 api.add_router("/", agents_router)
+api.add_router("/", traces_router)
+api.add_router("/", approvals_router)
 
 handler403 = "console.views.permission_denied"
 handler404 = "console.views.not_found"
@@ -19,6 +23,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("audit/", views.audit_log, name="audit"),
     path("agents/", include("agents.urls")),
+    path("", include("traces.urls")),
+    path("", include("approvals.urls")),
     path("api/v1/", api.urls),
     path("django-admin/", admin.site.urls),
 ]

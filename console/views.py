@@ -58,7 +58,7 @@ def home(request):
         return render(request, "console/no_role.html", status=403)
     from console import dashboard
 
-    return render(request, "console/home.html", dashboard.context_for(request.user))
+    return render(request, "console/home.html", dashboard.context_for(request))
 
 
 @never_cache
