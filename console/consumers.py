@@ -1,7 +1,7 @@
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from console import live
+from console import live, metrics
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -19,8 +19,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(self.topic, self.channel_name)
         await self.accept()
+        self.counted = True
+        metrics.WEBSOCKETS.inc()
 
     async def disconnect(self, code):
+        if getattr(self, "counted", False):
+            metrics.WEBSOCKETS.dec()
+            self.counted = False
         if getattr(self, "topic", None) and self.channel_layer is not None:
             await self.channel_layer.group_discard(self.topic, self.channel_name)
 

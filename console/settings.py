@@ -10,12 +10,16 @@ Two modes, chosen by what the environment provides:
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# WhiteNoise streams static files with a sync iterator under ASGI; harmless, and noisy.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
 INSECURE_SECRET_KEY = "insecure-embedded-key-change-me"
 

@@ -22,6 +22,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("audit/", views.audit_log, name="audit"),
+    path("metrics", views.metrics, name="metrics"),
     path("agents/", include("agents.urls")),
     path("", include("traces.urls")),
     path("", include("approvals.urls")),

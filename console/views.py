@@ -111,3 +111,22 @@ def audit_log(request):
     page = keyset_page(entries.order_by("-id"), request, key="id", descending=True, size=50)
     template = "console/audit.html#rows" if request.htmx else "console/audit.html"
     return render(request, template, {"page": page, "action": action})
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Prometheus text format; bearer-protected when METRICS_BEARER_TOKEN is set."""
+    import hmac
+
+    from console import metrics as console_metrics
+
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = "Bearer"
+            return response
+    body, content_type = console_metrics.render()
+    return HttpResponse(body, content_type=content_type)

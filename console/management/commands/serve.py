@@ -4,6 +4,8 @@ In the embedded mode the ASGI lifespan starts the in-process scheduler; with
 ``--fleet`` the demo agents start once the server is accepting requests.
 """
 
+import os
+import tempfile
 import threading
 
 import uvicorn
@@ -20,6 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--fleet", action="store_true", help="start the demo agents too")
 
     def handle(self, *args, host, port, workers, fleet, **options):
+        if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Workers are fresh processes: they read this before creating any metric.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="console-metrics-")
         if fleet:
             from agents import demo
 
