@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class ApprovalsConfig(AppConfig):
     name = "approvals"
+
+    def ready(self):
+        from approvals import live
+
+        live.register_topics()

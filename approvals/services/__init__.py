@@ -1,0 +1,40 @@
+"""Every state change of the approvals app. ``from approvals import services``."""
+
+from approvals.services.create import (  # noqa: F401
+    DEFAULT_QUEUE,
+    NewRequest,
+    create_request,
+    default_queue,
+)
+from approvals.services.decide import (  # noqa: F401
+    CLAIM_MINUTES,
+    AlreadyClaimed,
+    AlreadyDecided,
+    AlreadyExecuted,
+    ApprovalError,
+    DigestMismatch,
+    InvalidDecision,
+    NotApproved,
+    NotClaimant,
+    NotReviewer,
+    claim_request,
+    decide_request,
+    expire_claims,
+    expire_overdue,
+    get_request_for,
+    may_decide,
+    record_execution,
+    release_request,
+)
+from approvals.services.escalate import (  # noqa: F401
+    due_steps,
+    fire_due_escalations,
+    handle_breaches,
+    reapply_matrix,
+    set_queue_members,
+    set_sla_policy,
+    update_matrix,
+    validate_levels,
+)
+from approvals.services.notify import deliver_due, mark_read, sign  # noqa: F401
+from approvals.services.rules import delete_rule, dry_run, first_matching_rule, save_rule  # noqa: F401

@@ -1,0 +1,255 @@
+"""Claims, decisions, expiry and the execution report: each a conditional UPDATE that arbitrates."""
+
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import Http404
+from django.utils import timezone
+
+from approvals import live
+from approvals.models import (
+    ApprovalRequest,
+    Decision,
+    ReasonCategory,
+    Status,
+    Verdict,
+    arguments_digest,
+    escalation_steps,
+)
+from console import audit
+from console.roles import Role, has_role
+
+CLAIM_MINUTES = 10
+
+
+class ApprovalError(Exception):
+    """Base of the approvals domain errors; ``request`` is the row as it is now."""
+
+    def __init__(self, request: ApprovalRequest | None = None, message: str = ""):
+        self.request = request
+        super().__init__(message or self.default_message())
+
+    def default_message(self) -> str:
+        return self.__doc__.strip().splitlines()[0] if self.__doc__ else "approval error"
+
+
+class AlreadyDecided(ApprovalError):
+    """Already decided."""
+
+    def default_message(self) -> str:
+        req = self.request
+        who = req.decider or (req.decided_by.get_username() if req.decided_by_id else "the system")
+        return f"Already {req.status} by {who}."
+
+    @property
+    def decided_by(self) -> str:
+        return self.request.decider
+
+
+class AlreadyClaimed(ApprovalError):
+    def default_message(self) -> str:
+        who = self.request.claimed_by.get_username() if self.request.claimed_by_id else "someone"
+        return f"Already claimed by {who} until {self.request.claimed_until:%H:%M:%S} UTC."
+
+
+class NotClaimant(ApprovalError):
+    """You do not hold the claim on this request."""
+
+
+class NotReviewer(ApprovalError, PermissionDenied):
+    """Only a reviewer of this request's queue (or an Admin) may do this."""
+
+
+class InvalidDecision(ApprovalError, ValueError):
+    """The decision is incomplete."""
+
+
+class NotApproved(ApprovalError):
+    """The request was not approved; there is nothing to execute."""
+
+
+class AlreadyExecuted(ApprovalError):
+    """Execution was already reported."""
+
+
+class DigestMismatch(ApprovalError):
+    """The reported digest is not the digest of the approved arguments."""
+
+
+def may_decide(user, req: ApprovalRequest) -> bool:
+    """Admins, and Reviewers who are members of the request's queue."""
+    if has_role(user, Role.ADMIN):
+        return True
+    return bool(req.queue_id and has_role(user, Role.REVIEWER) and req.queue.members.filter(pk=user.pk).exists())
+
+
+def get_request_for(user, pk: int) -> ApprovalRequest:
+    """The request if ``user`` may see it; Http404 otherwise (also for queues they do not review)."""
+    req = (ApprovalRequest.objects.visible_to(user).select_related("agent", "queue", "matched_rule",
+                                                                   "claimed_by", "decided_by")
+           .filter(pk=pk).first())
+    if req is None:
+        raise Http404("No such approval request.")
+    return req
+
+
+def _load(request_id: int) -> ApprovalRequest:
+    return ApprovalRequest.objects.select_related("agent", "queue", "decided_by", "claimed_by").get(pk=request_id)
+
+
+def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "", reason_category: str = "",
+                   arguments: dict | None = None, now: datetime | None = None) -> ApprovalRequest:
+    """Record the single winning decision; raise AlreadyDecided (naming the winner) otherwise.
+
+    Safe under concurrency: the conditional UPDATE arbitrates. ``modify``
+    approves with ``arguments`` as the final (edited) arguments.
+    """
+    now = now or timezone.now()
+    if verdict not in Verdict.values:
+        raise InvalidDecision(None, f"decision must be one of {', '.join(Verdict.values)}")
+    if verdict == Verdict.MODIFY and not isinstance(arguments, dict):
+        raise InvalidDecision(None, "a modify decision needs the edited arguments (a JSON object)")
+    if reason_category and reason_category not in ReasonCategory.values:
+        raise InvalidDecision(None, f"reason_category must be one of {', '.join(ReasonCategory.values)}")
+    req = _load(request_id)
+    if not may_decide(reviewer, req):
+        raise NotReviewer(req)
+    status = Status.from_verdict(verdict)
+    final = None
+    if status == Status.APPROVED:
+        final = arguments if verdict == Verdict.MODIFY else req.arguments
+    with transaction.atomic():
+        won = ApprovalRequest.objects.filter(pk=request_id, status=Status.PENDING).update(
+            status=status, decided_by=reviewer, decider=reviewer.get_username(), decided_at=now,
+            reason=(reason or "")[:500], final_arguments=final,
+            final_digest=arguments_digest(req.action, final) if final is not None else "",
+            next_escalation_at=None, claimed_by=None, claimed_until=None,
+        )
+        req = _load(request_id)
+        if not won:
+            raise AlreadyDecided(req)
+        Decision.objects.create(request=req, reviewer=reviewer, verdict=verdict, reason=reason or "",
+                                reason_category=reason_category or "",
+                                arguments=arguments if verdict == Verdict.MODIFY else None, created_at=now)
+        audit.record(actor=reviewer, action="approval.decided", target=req, at=now,
+                     before={"status": Status.PENDING},
+                     after={"status": status, "verdict": verdict, "reason_category": reason_category,
+                            "reason": reason, "edited": verdict == Verdict.MODIFY, "digest": req.final_digest})
+        _after_change(req)
+    return req
+
+
+def _after_change(req: ApprovalRequest) -> None:
+    live.push_request_changed_on_commit(req.pk, req.queue_id)
+    if req.status != Status.PENDING:
+        live.notify_waiters_on_commit(req.pk, req.status)
+
+
+def claim_request(*, request_id: int, reviewer, now: datetime | None = None,
+                  minutes: int = CLAIM_MINUTES) -> ApprovalRequest:
+    """Take (or extend your own) claim for ``minutes``; pauses escalation. Raises AlreadyClaimed/AlreadyDecided."""
+    now = now or timezone.now()
+    req = _load(request_id)
+    if not may_decide(reviewer, req):
+        raise NotReviewer(req)
+    free = Q(claimed_by__isnull=True) | Q(claimed_until__lte=now) | Q(claimed_by=reviewer)
+    with transaction.atomic():
+        won = ApprovalRequest.objects.filter(free, pk=request_id, status=Status.PENDING).update(
+            claimed_by=reviewer, claimed_until=now + timedelta(minutes=minutes))
+        req = _load(request_id)
+        if not won:
+            raise AlreadyDecided(req) if req.status != Status.PENDING else AlreadyClaimed(req)
+        audit.record(actor=reviewer, action="approval.claimed", target=req, at=now,
+                     after={"until": req.claimed_until})
+        _after_change(req)
+    return req
+
+
+def _restart_escalation(qs, req: ApprovalRequest, *, at: datetime) -> int:
+    """Drop the claim and restart the snapshot's escalation from ``at`` (a new epoch)."""
+    steps = escalation_steps(req.escalation_snapshot)
+    return qs.update(claimed_by=None, claimed_until=None, escalation_epoch=F("escalation_epoch") + 1,
+                     escalation_started_at=at, escalation_step=0,
+                     next_escalation_at=at + timedelta(minutes=steps[0][0]) if steps else None)
+
+
+def release_request(*, request_id: int, reviewer, now: datetime | None = None) -> ApprovalRequest:
+    """Give up your claim; escalation restarts. Raises NotClaimant."""
+    now = now or timezone.now()
+    req = _load(request_id)
+    with transaction.atomic():
+        qs = ApprovalRequest.objects.filter(pk=request_id, status=Status.PENDING, claimed_by=reviewer)
+        if not _restart_escalation(qs, req, at=now):
+            raise NotClaimant(req)
+        req = _load(request_id)
+        audit.record(actor=reviewer, action="approval.released", target=req, at=now)
+        _after_change(req)
+    return req
+
+
+def expire_claims(*, now: datetime, limit: int = 500) -> int:
+    """Claims past ``claimed_until`` lapse and escalation restarts from the moment they lapsed. Idempotent."""
+    rows = list(ApprovalRequest.objects.filter(status=Status.PENDING, claimed_until__lte=now)
+                .order_by("claimed_until").only("pk", "claimed_until", "escalation_snapshot", "queue_id")[:limit])
+    expired = 0
+    for req in rows:
+        qs = ApprovalRequest.objects.filter(pk=req.pk, status=Status.PENDING, claimed_until=req.claimed_until)
+        if _restart_escalation(qs, req, at=req.claimed_until):
+            expired += 1
+            live.push_request_changed_on_commit(req.pk, req.queue_id)
+    return expired
+
+
+def _finish_by_system(req_id: int, *, qs, status: str, decider: str, reason: str, now: datetime,
+                      audit_action: str, extra: dict | None = None) -> bool:
+    with transaction.atomic():
+        won = qs.update(status=status, decider=decider, reason=reason[:500], decided_at=now,
+                        next_escalation_at=None, claimed_by=None, claimed_until=None, **(extra or {}))
+        if not won:
+            return False
+        req = _load(req_id)
+        audit.record(actor=decider, action=audit_action, target=req, at=now,
+                     before={"status": Status.PENDING}, after={"status": status, "reason": reason})
+        _after_change(req)
+    return True
+
+
+def expire_overdue(*, now: datetime, limit: int = 500) -> int:
+    """Pending requests past their agent's ``timeout_s`` become expired ("timeout"). Idempotent."""
+    ids = list(ApprovalRequest.objects.filter(status=Status.PENDING, expires_at__lte=now)
+               .order_by("expires_at").values_list("pk", flat=True)[:limit])
+    done = 0
+    for pk in ids:
+        qs = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING)
+        done += _finish_by_system(pk, qs=qs, status=Status.EXPIRED, decider="system:timeout",
+                                  reason="timeout: no decision within the agent's timeout_s",
+                                  now=now, audit_action="approval.expired")
+    return done
+
+
+def record_execution(*, request_id: int, agent, result=None, error: str = "", digest: str | None = None,
+                     now: datetime | None = None) -> ApprovalRequest:
+    """Record, once, that the agent ran the approved arguments. A second report raises AlreadyExecuted.
+
+    ``digest``, when given, must be the approved (or edited) arguments' digest.
+    """
+    now = now or timezone.now()
+    req = ApprovalRequest.objects.select_related("agent", "queue").filter(pk=request_id, agent=agent).first()
+    if req is None:
+        raise Http404("No such approval request.")
+    if req.status != Status.APPROVED:
+        raise NotApproved(req, f"The request is {req.status}, not approved; it must not be executed.")
+    if digest and digest != req.answer_digest:
+        raise DigestMismatch(req)
+    with transaction.atomic():
+        won = ApprovalRequest.objects.filter(pk=request_id, status=Status.APPROVED, executed_at__isnull=True).update(
+            executed_at=now, execution_result=result, execution_error=(error or "")[:10000])
+        req = _load(request_id)
+        if not won:
+            raise AlreadyExecuted(req, f"Execution was already reported at {req.executed_at:%Y-%m-%d %H:%M:%S} UTC.")
+        audit.record(actor=agent, action="approval.executed", target=req, at=now,
+                     after={"ok": not error, "digest": req.answer_digest})
+        live.push_request_changed_on_commit(req.pk, req.queue_id)
+    return req

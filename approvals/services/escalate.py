@@ -1,0 +1,222 @@
+"""The escalation engine and matrix edits.
+
+Each request carries a snapshot of its queue's matrix and a cursor
+(``escalation_epoch``, ``escalation_step``, ``next_escalation_at``) into the
+snapshot's steps. The sweep reads only due cursors through a partial index,
+so 100,000 pending requests cost one index range scan, not a Python loop.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from approvals.models import (
+    ApprovalRequest,
+    BreachAction,
+    EscalationFiring,
+    EscalationLevel,
+    EscalationMatrix,
+    Queue,
+    SlaPolicy,
+    Status,
+    escalation_steps,
+)
+from approvals.services import notify
+from approvals.services.create import matrix_snapshot, start_escalation
+from approvals.services.decide import _after_change, _finish_by_system
+from console import audit
+
+
+@dataclass(frozen=True)
+class Step:
+    request_id: int
+    epoch: int
+    step: int
+    level: int
+    repeat: int
+    next_at: datetime | None
+
+
+def due_steps(now: datetime, *, limit: int = 500) -> list[Step]:
+    """Escalation steps due at ``now`` for unclaimed pending requests (a plain read; the ledger guards)."""
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    rows = (ApprovalRequest.objects.filter(unclaimed, status=Status.PENDING, next_escalation_at__lte=now)
+            .order_by("next_escalation_at")
+            .values_list("pk", "escalation_epoch", "escalation_step", "escalation_started_at",
+                         "escalation_snapshot")[:limit])
+    steps = []
+    for pk, epoch, index, started_at, snapshot in rows:
+        plan = escalation_steps(snapshot)
+        if index >= len(plan):
+            continue
+        _offset, level, repeat = plan[index]
+        next_at = started_at + timedelta(minutes=plan[index + 1][0]) if index + 1 < len(plan) else None
+        steps.append(Step(pk, epoch, index, level, repeat, next_at))
+    return steps
+
+
+def fire_due_escalations(*, now: datetime, limit: int = 500) -> int:
+    """Fire each (request, epoch, level, repeat) at most once; safe to run concurrently.
+
+    The ledger row (unique) and the pending deliveries (the outbox) are
+    written in one transaction with the cursor's advance.
+    """
+    fired = 0
+    for step in due_steps(now, limit=limit):
+        try:
+            with transaction.atomic():
+                firing = EscalationFiring.objects.create(request_id=step.request_id, epoch=step.epoch,
+                                                         level=step.level, repeat=step.repeat, fired_at=now)
+                advanced = ApprovalRequest.objects.filter(
+                    pk=step.request_id, status=Status.PENDING, escalation_epoch=step.epoch,
+                    escalation_step=step.step,
+                ).update(escalation_step=step.step + 1, next_escalation_at=step.next_at)
+                if not advanced:
+                    raise _Moved  # decided, claimed or restarted since the read: nothing to fire
+                req = ApprovalRequest.objects.select_related("agent", "queue").get(pk=step.request_id)
+                level = req.escalation_snapshot["levels"][step.level]
+                notify.create_deliveries(req=req, levels=[level], firing=firing, event="approval.escalated",
+                                         now=now)
+        except (IntegrityError, _Moved):
+            continue  # another worker fired it first, or it no longer needs firing
+        fired += 1
+    return fired
+
+
+class _Moved(Exception):
+    pass
+
+
+def handle_breaches(*, now: datetime, limit: int = 500) -> int:
+    """Requests past ``due_at``: expire as rejected, or keep pending and page everyone in the matrix once."""
+    rows = list(ApprovalRequest.objects.filter(status=Status.PENDING, due_at__lte=now, breached_at__isnull=True)
+                .order_by("due_at").values_list("pk", "breach_action")[:limit])
+    handled = 0
+    for pk, action in rows:
+        if action == BreachAction.EXPIRE_REJECTED:
+            qs = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, breached_at__isnull=True)
+            handled += _finish_by_system(pk, qs=qs, status=Status.EXPIRED, decider="system:sla",
+                                         reason="SLA breached: expired as rejected", now=now,
+                                         audit_action="approval.expired", extra={"breached_at": now})
+            continue
+        try:
+            with transaction.atomic():
+                firing = EscalationFiring.objects.create(request_id=pk, epoch=0, level=EscalationFiring.BREACH_LEVEL,
+                                                         repeat=0, fired_at=now)
+                if not ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING,
+                                                      breached_at__isnull=True).update(breached_at=now):
+                    raise _Moved
+                req = ApprovalRequest.objects.select_related("agent", "queue").get(pk=pk)
+                levels = req.escalation_snapshot.get("levels") or [{"queue_reviewers": True}]
+                notify.create_deliveries(req=req, levels=levels, firing=firing, event="approval.breached", now=now)
+                audit.record(actor="system:sla", action="approval.breached", target=req, at=now,
+                             after={"due_at": req.due_at})
+                _after_change(req)
+        except (IntegrityError, _Moved):
+            continue
+        handled += 1
+    return handled
+
+
+# --- matrix and SLA edits (Admin) -----------------------------------------------------------
+
+
+def validate_levels(levels: list[dict]) -> None:
+    """No level without recipients; delays strictly increasing. Raises ValidationError naming the level."""
+    if not levels:
+        raise ValidationError("A matrix needs at least one level.")
+    previous = None
+    for number, level in enumerate(levels, start=1):
+        if not (level.get("user_ids") or level.get("group_ids") or level.get("queue_reviewers")
+                or level.get("webhook_url")):
+            raise ValidationError(f"Level {number} has no recipients: name users, groups, the queue's reviewers "
+                                  "or a webhook.")
+        after = level.get("after_minutes")
+        if not isinstance(after, int) or after < 0:
+            raise ValidationError(f"Level {number}: after_minutes must be a whole number of minutes, 0 or more.")
+        if previous is not None and after <= previous:
+            raise ValidationError(f"Level {number} fires after {after} min, not later than level {number - 1} "
+                                  f"({previous} min); delays must increase.")
+        if int(level.get("repeat_count", 0)) > 0 and int(level.get("repeat_interval_minutes", 0)) < 1:
+            raise ValidationError(f"Level {number}: a repeating level needs a repeat interval of 1 minute or more.")
+        previous = after
+
+
+def update_matrix(*, queue_id: int, breach_action: str, levels: list[dict], actor) -> EscalationMatrix:
+    """Replace a queue's matrix (levels as dicts: after_minutes, repeat_count, repeat_interval_minutes,
+    user_ids, group_ids, queue_reviewers, email, webhook_url, webhook_format). Validated, audited.
+
+    Requests already pending keep their snapshot; see ``reapply_matrix``.
+    """
+    if breach_action not in BreachAction.values:
+        raise ValidationError(f"breach_action must be one of {', '.join(BreachAction.values)}.")
+    validate_levels(levels)
+    with transaction.atomic():
+        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        matrix, _ = EscalationMatrix.objects.get_or_create(queue=queue)
+        before = matrix.snapshot() if matrix.pk else None
+        matrix.breach_action = breach_action
+        matrix.updated_by = actor if getattr(actor, "is_authenticated", False) else None
+        matrix.save()
+        matrix.levels.all().delete()
+        for order, spec in enumerate(levels):
+            level = EscalationLevel(matrix=matrix, order=order, after_minutes=spec["after_minutes"],
+                                    repeat_count=int(spec.get("repeat_count", 0)),
+                                    repeat_interval_minutes=int(spec.get("repeat_interval_minutes", 10) or 10),
+                                    notify_queue_reviewers=bool(spec.get("queue_reviewers")),
+                                    email=bool(spec.get("email", True)), webhook_url=spec.get("webhook_url") or "",
+                                    webhook_format=spec.get("webhook_format") or "generic")
+            level.full_clean(exclude=["matrix"])
+            level.save()
+            level.users.set(spec.get("user_ids") or [])
+            level.groups.set(spec.get("group_ids") or [])
+        after = matrix.snapshot()
+        audit.record(actor=actor, action="escalation_matrix.updated", target=matrix, before=before, after=after)
+    return matrix
+
+
+def reapply_matrix(*, queue_id: int, actor, now: datetime) -> int:
+    """Give the queue's pending requests the current matrix; their escalation restarts from ``now``. Audited."""
+    queue = Queue.objects.get(pk=queue_id)
+    snapshot = matrix_snapshot(queue)
+    count = 0
+    with transaction.atomic():
+        for req in ApprovalRequest.objects.select_for_update().filter(queue=queue, status=Status.PENDING):
+            req.escalation_snapshot = snapshot
+            req.breach_action = snapshot["breach_action"]
+            req.escalation_epoch += 1
+            start_escalation(req, at=now)
+            req.save(update_fields=["escalation_snapshot", "breach_action", "escalation_epoch",
+                                    "escalation_started_at", "escalation_step", "next_escalation_at"])
+            count += 1
+        audit.record(actor=actor, action="escalation_matrix.reapplied", target=queue, at=now,
+                     after={"requests": count, "matrix": snapshot})
+    return count
+
+
+def set_sla_policy(*, queue_id: int, risk: str, minutes: int, actor, required_approvals: int = 1) -> SlaPolicy:
+    """Create or change the SLA of a queue and risk; audited. New requests use it."""
+    if minutes < 1:
+        raise ValidationError("An SLA needs at least 1 minute.")
+    with transaction.atomic():
+        old = SlaPolicy.objects.filter(queue_id=queue_id, risk=risk).first()
+        policy, _ = SlaPolicy.objects.update_or_create(
+            queue_id=queue_id, risk=risk, defaults={"minutes": minutes, "required_approvals": required_approvals})
+        audit.record(actor=actor, action="sla_policy.updated", target=policy,
+                     before={"minutes": old.minutes} if old else None, after={"minutes": minutes, "risk": risk})
+    return policy
+
+
+def set_queue_members(*, queue_id: int, user_ids: list[int], actor) -> Queue:
+    with transaction.atomic():
+        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        before = sorted(queue.members.values_list("pk", flat=True))
+        queue.members.set(user_ids)
+        audit.record(actor=actor, action="queue.members_changed", target=queue, before={"members": before},
+                     after={"members": sorted(user_ids)})
+    return queue
+
+
