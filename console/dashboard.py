@@ -1,8 +1,9 @@
 """The home page's tiles. Each tile is one partial with a stable id.
 
 Apps add tiles in their AppConfig.ready with ``register_tile(template, context_fn)``;
-``context_fn(user)`` returns the partial's context. The same partial is pushed
-live to the ``dashboard`` group with ``oob=True``.
+``context_fn(user)`` returns the partial's context. Tiles show aggregates that
+are the same for every viewer: ``push_tiles`` (a periodic job) renders them once
+with ``user=None`` and ``oob=True`` and pushes them to the ``dashboard`` group.
 """
 
 from collections.abc import Callable
@@ -37,3 +38,14 @@ def context_for(request) -> dict:
         for _order, template, context_fn in sorted(_TILES, key=lambda t: t[0])
     ]
     return {"tiles": tiles, **agents_tile(request.user)}
+
+
+def push_tiles(*, now=None) -> int:
+    """Render every tile once and push it to the dashboard; returns the count pushed."""
+    from console import live
+
+    pushed = 0
+    for _order, template, context_fn in sorted(_TILES, key=lambda t: t[0]):
+        html = render_tile(template, {**context_fn(None), "oob": True})
+        pushed += live.send_to_group("dashboard", html)
+    return pushed

@@ -278,9 +278,12 @@ LOGGING = {
 # Celery beat runs them in production, console.scheduler in the embedded mode.
 CONSOLE_JOBS = {
     "purge-login-attempts": ("console.jobs.purge_login_attempts", 3600),
+    "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),
 }
 CELERY_BEAT_SCHEDULE = {
-    name: {"task": "console.run_job", "schedule": float(interval), "args": (name,)}
+    # A job that could not start within its own interval is dropped: the next one does its work.
+    name: {"task": "console.run_job", "schedule": float(interval), "args": (name,),
+           "options": {"expires": float(max(interval, 2))}}
     for name, (_path, interval) in CONSOLE_JOBS.items()
 }
 
