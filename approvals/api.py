@@ -1,3 +1,270 @@
-from ninja import Router
+"""The agent-facing approvals API (and the reviewer's decision endpoint).
+
+``GET /approvals/{id}?wait=N`` holds the request on the event loop, not a
+thread: it joins the channel-layer group ``approval-<id>`` that
+``decide_request`` notifies after commit, re-reads the row (so a decision made
+while subscribing is never missed) and sleeps on the channel until woken or
+the wait ends.
+"""
+
+import asyncio
+from datetime import datetime
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import HttpResponse
+from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
+from pydantic import field_validator
+
+from approvals import live, services
+from approvals.models import ApprovalRequest, Status, canonical_json
+from console.api import agent_auth, api, async_agent_auth, session_auth
+from console.roles import STAFF_ROLES, has_role
 
 router = Router(tags=["approvals"])
+
+MAX_ARGUMENTS_BYTES = 64 * 1024
+MAX_CONTEXT_BYTES = 64 * 1024
+MAX_WAIT_S = 60.0
+MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def _size_limited(value, limit: int, what: str):
+    if value is not None and len(canonical_json(value).encode()) > limit:
+        raise ValueError(f"{what} must be at most {limit // 1024} KiB as JSON")
+    return value
+
+
+class PromptRef(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    version: str | int = Field(..., description="the prompt version the agent used")
+
+
+class ApprovalIn(Schema):
+    action: str = Field(..., min_length=1, max_length=200, description="what the agent wants to do, e.g. refunds.issue")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="the call's arguments (JSON object, ≤ 64 KiB)")
+    summary: str = Field("", max_length=2000)
+    risk: Literal["low", "medium", "high", "critical"]
+    trace_id: str | None = Field(None, max_length=64)
+    span_id: str | None = Field(None, max_length=32)
+    resource: str | None = Field(None, max_length=300, description="what it will change, e.g. crm:customer:42")
+    prompt: PromptRef | None = None
+    context: dict[str, Any] | None = None
+    timeout_s: int | None = Field(None, ge=1, le=MAX_TIMEOUT_S,
+                                  description="after this many seconds undecided, the request expires")
+
+    @field_validator("arguments")
+    @classmethod
+    def arguments_small(cls, value):
+        return _size_limited(value, MAX_ARGUMENTS_BYTES, "arguments")
+
+    @field_validator("context")
+    @classmethod
+    def context_small(cls, value):
+        return _size_limited(value, MAX_CONTEXT_BYTES, "context")
+
+
+class ApprovalOut(Schema):
+    id: int
+    status: Literal["pending", "approved", "rejected", "expired"]
+    decided_by: str | None = Field(None, description="username, rule:<name>, policy:… or system:<why>")
+    decided_at: datetime | None
+    due_at: datetime | None
+    queue: str | None
+    url: str
+    action: str
+    risk: str
+    arguments: dict[str, Any] | None = Field(None, description="when approved: the arguments to run (edited ones "
+                                                               "if a reviewer changed them)")
+    edited: bool
+    digest: str = Field(..., description="sha256 of the canonical JSON of action + arguments (the approved ones "
+                                         "once approved)")
+    reason: str | None
+    rule: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    executed_at: datetime | None
+
+
+class DecisionIn(Schema):
+    decision: Literal["approve", "reject", "modify"]
+    reason: str = Field("", max_length=2000)
+    reason_category: str | None = Field(None, max_length=30)
+    arguments: dict[str, Any] | None = Field(None, description="the edited arguments (modify only)")
+
+    @field_validator("arguments")
+    @classmethod
+    def arguments_small(cls, value):
+        return _size_limited(value, MAX_ARGUMENTS_BYTES, "arguments")
+
+
+class ExecutionIn(Schema):
+    result: Any = None
+    error: str | None = Field(None, max_length=10000)
+    digest: str | None = Field(None, max_length=64, description="optional: the digest you were given; refused if "
+                                                                "it is not the approved one")
+
+    @field_validator("result")
+    @classmethod
+    def result_small(cls, value):
+        return _size_limited(value, MAX_ARGUMENTS_BYTES, "result")
+
+
+class ConflictOut(Schema):
+    detail: str
+    status: str
+    decided_by: str | None = None
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+def answer(req: ApprovalRequest) -> dict:
+    """The request as the API shows it (``req`` loaded with queue and matched_rule)."""
+    approved = req.status == Status.APPROVED
+    return {
+        "id": req.pk,
+        "status": req.status,
+        "decided_by": req.decider or None,
+        "decided_at": req.decided_at,
+        "due_at": req.due_at,
+        "queue": req.queue.name if req.queue_id else None,
+        "url": settings.CONSOLE_BASE_URL + req.url_path,
+        "action": req.action,
+        "risk": req.risk,
+        "arguments": req.answer_arguments,
+        "edited": bool(approved and req.final_digest and req.final_digest != req.arguments_digest),
+        "digest": req.answer_digest if approved else req.arguments_digest,
+        "reason": req.reason or None,
+        "rule": req.matched_rule.name if req.matched_rule_id else None,
+        "created_at": req.created_at,
+        "expires_at": req.expires_at,
+        "executed_at": req.executed_at,
+    }
+
+
+def _field_error(field: str, message: str) -> HttpError:
+    return HttpError(400, f"Invalid request: {field}: {message}")
+
+
+def _conflict(request, exc: services.ApprovalError):
+    req = exc.request
+    body = {"detail": str(exc), "status": req.status if req else "", "decided_by": (req.decider or None) if req else None}
+    return api.create_response(request, body, status=409)
+
+
+def _own_request(agent, pk: int) -> ApprovalRequest | None:
+    return (ApprovalRequest.objects.select_related("queue", "matched_rule")
+            .filter(pk=pk, agent=agent).first())
+
+
+@router.post("/approvals", auth=agent_auth, response={201: ApprovalOut}, url_name="approvals_create",
+             summary="Ask permission to act")
+def create_approval(request, payload: ApprovalIn, response: HttpResponse):
+    """A guardian rule may decide at once (approved/rejected, with `reason`); otherwise the request is
+    pending in a queue with `due_at`. A paused agent is answered `rejected` with reason `paused: …`.
+    Send `Idempotency-Key` to make retries return the same request."""
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key is not None and len(key) > 200:
+        raise _field_error("Idempotency-Key", "at most 200 characters")
+    new = services.NewRequest(
+        action=payload.action, risk=payload.risk, arguments=payload.arguments, summary=payload.summary,
+        trace_id=payload.trace_id or "", span_id=payload.span_id or "", resource=payload.resource or "",
+        prompt_name=payload.prompt.name if payload.prompt else "",
+        prompt_version=str(payload.prompt.version) if payload.prompt else "",
+        context=payload.context, timeout_s=payload.timeout_s,
+    )
+    req, created = services.create_request(agent=request.agent, new=new, idempotency_key=key)
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+    req = _own_request(request.agent, req.pk)
+    return 201, answer(req)
+
+
+async def _wait_until_decided(agent, pk: int, wait: float) -> ApprovalRequest | None:
+    load = sync_to_async(_own_request)
+    layer = get_channel_layer()
+    if wait <= 0 or layer is None:
+        return await load(agent, pk)
+    group = live.WAITER_GROUP.format(pk)
+    channel = await layer.new_channel("approval-wait.")
+    await layer.group_add(group, channel)
+    try:
+        req = await load(agent, pk)  # after subscribing: a decision committed meanwhile is seen here
+        if req is None or req.status != Status.PENDING:
+            return req
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(layer.receive(channel), timeout=left)
+            except TimeoutError:
+                break
+            req = await load(agent, pk)
+            if req is None or req.status != Status.PENDING:
+                return req
+        return await load(agent, pk)
+    finally:
+        try:
+            await layer.group_discard(group, channel)
+        except Exception:  # noqa: BLE001 - the group entry expires on its own
+            pass
+
+
+@router.get("/approvals/{approval_id}", auth=async_agent_auth, response={200: ApprovalOut, 404: ErrorOut},
+            url_name="approvals_detail", summary="A request's state; wait up to N seconds for the decision")
+async def get_approval(request, approval_id: int,
+                       wait: float = Query(0, ge=0, description="seconds to hold until decided (at most 60)")):
+    """Without `wait`, answers at once. With `wait`, answers as soon as the request is decided or expires,
+    or after `wait` seconds (capped at 60) with `status: pending`. Holding costs no thread."""
+    req = await _wait_until_decided(request.agent, approval_id, min(float(wait), MAX_WAIT_S))
+    if req is None:
+        return 404, {"detail": "No such approval request for this agent."}
+    return 200, answer(req)
+
+
+@router.post("/approvals/{approval_id}/execution", auth=agent_auth,
+             response={200: ApprovalOut, 404: ErrorOut, 409: ConflictOut}, url_name="approvals_execution",
+             summary="Report, once, that the approved action ran")
+def report_execution(request, approval_id: int, payload: ExecutionIn):
+    """Refused (409) when the request is not approved, when execution was already reported, or when
+    `digest` is not the approved arguments' digest."""
+    if _own_request(request.agent, approval_id) is None:
+        return 404, {"detail": "No such approval request for this agent."}
+    try:
+        services.record_execution(request_id=approval_id, agent=request.agent, result=payload.result,
+                                  error=payload.error or "", digest=payload.digest)
+    except (services.NotApproved, services.AlreadyExecuted, services.DigestMismatch) as exc:
+        return _conflict(request, exc)
+    return 200, answer(_own_request(request.agent, approval_id))
+
+
+@router.post("/approvals/{approval_id}/decision", auth=session_auth,
+             response={200: ApprovalOut, 403: ErrorOut, 404: ErrorOut, 409: ConflictOut},
+             url_name="approvals_decision", summary="Decide a request (reviewers, with their session)")
+def decide_approval(request, approval_id: int, payload: DecisionIn):
+    """Reviewers of the request's queue and Admins. 409 with `decided_by` when someone decided first.
+    Agent keys can never decide."""
+    user = request.auth
+    if not has_role(user, *STAFF_ROLES):
+        return 403, {"detail": "Your role does not allow deciding approvals."}
+    if not ApprovalRequest.objects.filter(pk=approval_id).exists():
+        return 404, {"detail": "No such approval request."}
+    if payload.decision == "modify" and payload.arguments is None:
+        raise _field_error("arguments", "a modify decision needs the edited arguments")
+    try:
+        req = services.decide_request(request_id=approval_id, reviewer=user, verdict=payload.decision,
+                                      reason=payload.reason, reason_category=payload.reason_category or "",
+                                      arguments=payload.arguments)
+    except services.NotReviewer:
+        return 403, {"detail": "Only reviewers of this request's queue (or Admins) may decide it."}
+    except services.AlreadyDecided as exc:
+        return _conflict(request, exc)
+    except services.InvalidDecision as exc:
+        raise _field_error("reason_category" if "reason_category" in str(exc) else "decision", str(exc)) from exc
+    req = ApprovalRequest.objects.select_related("queue", "matched_rule").get(pk=req.pk)
+    return 200, answer(req)

@@ -278,8 +278,12 @@ LOGGING = {
 # Celery beat runs them in production, console.scheduler in the embedded mode.
 CONSOLE_JOBS = {
     "purge-login-attempts": ("console.jobs.purge_login_attempts", 3600),
+    "approvals-sweep": ("approvals.jobs.sweep", 2),
+    "approvals-deliver": ("approvals.jobs.deliver_pending_notifications", 2),
     "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),
 }
+# Webhooks are signed with HMAC-SHA256 (header X-Console-Signature); empty: derived from SECRET_KEY.
+WEBHOOK_SIGNING_SECRET = env("WEBHOOK_SIGNING_SECRET")
 CELERY_BEAT_SCHEDULE = {
     # A job that could not start within its own interval is dropped: the next one does its work.
     name: {"task": "console.run_job", "schedule": float(interval), "args": (name,),
