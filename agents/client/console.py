@@ -17,7 +17,7 @@ log = logging.getLogger("agents.client")
 
 RETRY_STATUSES = {429, 502, 503, 504}
 MAX_WAIT_CHUNK_S = 60  # the server holds a ?wait= request at most this long
-FINAL_STATUSES = {"approved", "rejected", "expired", "paused"}
+PAUSED_DECIDER = "system:paused"
 
 
 @dataclass
@@ -52,11 +52,16 @@ class Decision:
 
     @property
     def edited(self) -> bool:
+        """A reviewer changed the arguments before approving."""
+        if "edited" in self.raw:
+            return bool(self.raw["edited"])
         return self.approved and self.arguments != self.requested_arguments
 
     @property
     def paused(self) -> bool:
-        return self.status == "paused"
+        """Refused because the agent is paused (the console answers rejected, reason "paused: ...")."""
+        return self.status == "rejected" and (
+            self.decided_by == PAUSED_DECIDER or self.reason.lower().startswith("paused"))
 
     def raise_for_status(self) -> "Decision":
         """Return self when approved; raise ApprovalRejected, ApprovalExpired, AgentPaused or ApprovalPending."""
@@ -76,21 +81,16 @@ class Decision:
 
     @classmethod
     def from_body(cls, body: dict, requested: dict | None = None) -> "Decision":
-        requested = requested if requested is not None else (body.get("arguments") or {})
-        approved_args = body.get("approved_arguments")
-        if approved_args is None:
-            approved_args = body.get("edited_arguments")
-        if approved_args is None:
-            approved_args = body.get("arguments")
-        if approved_args is None:
-            approved_args = requested
+        """Build from the API's answer; ``requested`` are the arguments the agent asked with."""
         status = str(body.get("status", "")).lower()
-        reason = body.get("reason") or body.get("decision_reason") or body.get("detail") or ""
-        if status != "paused" and body.get("paused"):
-            status = "paused"
+        answered = body.get("arguments")
+        if requested is None:
+            requested = answered if answered is not None else {}
+        # The console returns arguments to run only once approved; before that, the request's own.
+        arguments = answered if status == "approved" and answered is not None else requested
         return cls(
-            id=body.get("id"), status=status, arguments=approved_args, requested_arguments=requested,
-            digest=body.get("digest"), decided_by=body.get("decided_by"), reason=reason,
+            id=body.get("id"), status=status, arguments=arguments, requested_arguments=requested,
+            digest=body.get("digest"), decided_by=body.get("decided_by"), reason=body.get("reason") or "",
             url=body.get("url"), due_at=body.get("due_at"), queue=body.get("queue"), raw=body,
         )
 
@@ -200,18 +200,27 @@ class Console:
             if not decision.pending:
                 return decision
 
-    def report_execution(self, approval_id, *, result=None, error: str | None = None) -> dict:
+    def report_execution(self, approval_id, *, result=None, error: str | None = None,
+                         digest: str | None = None) -> dict:
         """Report once that the approved action ran (``result``) or failed (``error``).
 
-        A report retried after a lost answer may find the first one stored:
-        that 409 counts as success. A 409 on the first attempt is raised (Conflict).
+        Pass the ``digest`` the Decision carried: the console refuses (409,
+        ``Conflict``) a report for arguments other than the approved ones, a
+        second report, or one for a request that was not approved. A report
+        retried after a lost answer that finds the first one stored counts as done.
         """
         body = {"error": str(error)} if error is not None else {"result": _jsonable(result)}
+        if digest:
+            body["digest"] = digest
         try:
             return self._request("POST", f"/api/v1/approvals/{approval_id}/execution", json=body,
                                  conflict_after_retry_ok=True).json()
         except _AlreadyStoredByUs as exc:
-            return exc.body if isinstance(exc.body, dict) else {}
+            now = self._request("GET", f"/api/v1/approvals/{approval_id}").json()
+            if now.get("executed_at"):
+                return now
+            raise errors.Conflict(f"execution report for approval {approval_id} refused: {exc.body}",
+                                  status=409, body=exc.body) from None
 
     def get_prompt(self, name: str, label: str = "production", *, default: str | None = None) -> Prompt:
         """The prompt version to use now, revalidated with ``If-None-Match`` (304 reuses the cache).

@@ -53,9 +53,10 @@ class Guard:
     def report(self, decision, *, result=None, error: BaseException | None = None) -> None:
         try:
             if error is not None:
-                self.console.report_execution(decision.id, error=f"{type(error).__name__}: {error}")
+                self.console.report_execution(decision.id, error=f"{type(error).__name__}: {error}",
+                                              digest=decision.digest)
             else:
-                self.console.report_execution(decision.id, result=result)
+                self.console.report_execution(decision.id, result=result, digest=decision.digest)
         except errors.ConsoleError:
             # The action already ran; failing the caller now would invite a second run.
             log.exception("could not report the execution of approval %s", decision.id)

@@ -23,7 +23,10 @@ class StubServer:
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
                 stub.requests.append((self.command, self.path, dict(self.headers), body))
                 if stub.responder:
                     status, headers, payload = stub.responder(self.command, self.path, dict(self.headers), body)

@@ -162,13 +162,15 @@ def test_a_caller_timeout_shorter_than_a_second_returns_the_pending_state(stub):
         decision.raise_for_status()
 
 
-@pytest.mark.parametrize("status, error", [
-    ("rejected", ApprovalRejected), ("expired", ApprovalExpired), ("paused", AgentPaused),
+@pytest.mark.parametrize("status, decided_by, reason, error", [
+    ("rejected", "rita", "too much", ApprovalRejected),
+    ("expired", "system:timeout", "nobody decided", ApprovalExpired),
+    ("rejected", "system:paused", "paused: loop detected", AgentPaused),
 ])
-def test_raise_for_status_names_each_refusal(status, error):
+def test_raise_for_status_names_each_refusal(status, decided_by, reason, error):
     with pytest.raises(error) as exc:
-        Decision.from_body(approval(status, reason="no"), requested={}).raise_for_status()
-    assert exc.value.decision.status == status
+        Decision.from_body(approval(status, decided_by=decided_by, reason=reason), requested={}).raise_for_status()
+    assert exc.value.decision.status == status and reason in str(exc.value)
     approved = Decision.from_body(approval("approved"), requested={"a": 1})
     assert approved.raise_for_status() is approved and approved.arguments == {"a": 1}
 
@@ -198,9 +200,17 @@ def test_without_a_span_or_prompt_those_fields_are_left_out(stub):
 
 
 def test_a_retried_execution_report_that_finds_the_first_one_stored_counts_as_done(stub):
-    stub.script = [(503, {"Retry-After": "0"}, None), (409, {}, {"detail": "already reported"})]
-    assert console_for(stub).report_execution(7, result={"ok": True}) == {"detail": "already reported"}
-    assert stub.requests[0][3] == {"result": {"ok": True}}
+    stored = approval("approved", executed_at="2026-11-25T12:00:00Z")
+    stub.script = [(503, {"Retry-After": "0"}, None), (409, {}, {"detail": "already reported"}), (200, {}, stored)]
+    assert console_for(stub).report_execution(7, result={"ok": True}, digest="d1") == stored
+    assert stub.requests[0][3] == {"result": {"ok": True}, "digest": "d1"}
+
+
+def test_a_retried_execution_report_refused_for_another_reason_raises(stub):
+    stub.script = [(503, {"Retry-After": "0"}, None), (409, {}, {"detail": "digest mismatch"}),
+                   (200, {}, approval("approved"))]
+    with pytest.raises(Conflict, match="digest mismatch"):
+        console_for(stub).report_execution(7, result={"ok": True}, digest="d1")
 
 
 def test_a_first_execution_report_refused_with_409_raises(stub):
@@ -219,7 +229,7 @@ def guard_stub(stub, decision):
 
 
 def test_guard_runs_the_function_with_the_edited_arguments_and_reports_once(stub):
-    guard_stub(stub, approval("approved", arguments={"order": "A-1", "amount": 400}))
+    guard_stub(stub, approval("approved", arguments={"order": "A-1", "amount": 400}, edited=True, digest="d9"))
     console = console_for(stub)
     calls = []
 
@@ -235,11 +245,11 @@ def test_guard_runs_the_function_with_the_edited_arguments_and_reports_once(stub
     assert asked["arguments"] == {"order": "A-1", "amount": 700}
     assert asked["summary"] == "Refund 700" and asked["resource"] == "order:A-1"
     reports = [r for r in stub.requests if r[1].endswith("/execution")]
-    assert [r[3] for r in reports] == [{"result": {"refunded": 400}}]
+    assert [r[3] for r in reports] == [{"result": {"refunded": 400}, "digest": "d9"}]
 
 
 def test_guard_never_runs_a_rejected_action(stub):
-    guard_stub(stub, approval("rejected", reason="too much"))
+    guard_stub(stub, approval("rejected", decided_by="rita", reason="too much"))
     console = console_for(stub)
     calls = []
     refund = console.guarded("refund", risk="high")(lambda amount: calls.append(amount))
