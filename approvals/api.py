@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
+from ninja import Status as Reply
 from ninja.errors import HttpError
 from pydantic import field_validator
 
@@ -182,7 +183,7 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
     if not created:
         response["Idempotent-Replayed"] = "true"
     req = _own_request(request.agent, req.pk)
-    return 201, answer(req)
+    return Reply(201, answer(req))
 
 
 async def _wait_until_decided(agent, pk: int, wait: float) -> ApprovalRequest | None:
@@ -223,8 +224,8 @@ async def get_approval(request, approval_id: int,
     or after `wait` seconds (capped at 60) with `status: pending`. Holding costs no thread."""
     req = await _wait_until_decided(request.agent, approval_id, min(float(wait), MAX_WAIT_S))
     if req is None:
-        return 404, {"detail": "No such approval request for this agent."}
-    return 200, answer(req)
+        return Reply(404, {"detail": "No such approval request for this agent."})
+    return Reply(200, answer(req))
 
 
 @router.post("/approvals/{approval_id}/execution", auth=agent_auth,
@@ -234,13 +235,13 @@ def report_execution(request, approval_id: int, payload: ExecutionIn):
     """Refused (409) when the request is not approved, when execution was already reported, or when
     `digest` is not the approved arguments' digest."""
     if _own_request(request.agent, approval_id) is None:
-        return 404, {"detail": "No such approval request for this agent."}
+        return Reply(404, {"detail": "No such approval request for this agent."})
     try:
         services.record_execution(request_id=approval_id, agent=request.agent, result=payload.result,
                                   error=payload.error or "", digest=payload.digest)
     except (services.NotApproved, services.AlreadyExecuted, services.DigestMismatch) as exc:
         return _conflict(request, exc)
-    return 200, answer(_own_request(request.agent, approval_id))
+    return Reply(200, answer(_own_request(request.agent, approval_id)))
 
 
 @router.post("/approvals/{approval_id}/decision", auth=session_auth,
@@ -251,9 +252,9 @@ def decide_approval(request, approval_id: int, payload: DecisionIn):
     Agent keys can never decide."""
     user = request.auth
     if not has_role(user, *STAFF_ROLES):
-        return 403, {"detail": "Your role does not allow deciding approvals."}
+        return Reply(403, {"detail": "Your role does not allow deciding approvals."})
     if not ApprovalRequest.objects.filter(pk=approval_id).exists():
-        return 404, {"detail": "No such approval request."}
+        return Reply(404, {"detail": "No such approval request."})
     if payload.decision == "modify" and payload.arguments is None:
         raise _field_error("arguments", "a modify decision needs the edited arguments")
     try:
@@ -261,10 +262,10 @@ def decide_approval(request, approval_id: int, payload: DecisionIn):
                                       reason=payload.reason, reason_category=payload.reason_category or "",
                                       arguments=payload.arguments)
     except services.NotReviewer:
-        return 403, {"detail": "Only reviewers of this request's queue (or Admins) may decide it."}
+        return Reply(403, {"detail": "Only reviewers of this request's queue (or Admins) may decide it."})
     except services.AlreadyDecided as exc:
         return _conflict(request, exc)
     except services.InvalidDecision as exc:
         raise _field_error("reason_category" if "reason_category" in str(exc) else "decision", str(exc)) from exc
     req = ApprovalRequest.objects.select_related("queue", "matched_rule").get(pk=req.pk)
-    return 200, answer(req)
+    return Reply(200, answer(req))

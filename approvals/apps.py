@@ -8,3 +8,5 @@ class ApprovalsConfig(AppConfig):
         from approvals import live
 
         live.register_topics()
+        from approvals.views import nav
+        nav.register_ui()

@@ -229,7 +229,7 @@ def validate_conditions(conditions) -> None:
         raise ValidationError({"conditions": "Conditions must be a list of {field, op, value} objects."})
     for number, cond in enumerate(conditions, start=1):
         where = f"Condition {number}"
-        if not isinstance(cond, dict) or set(cond) - {"field", "op", "value"} or not {"field", "op"} <= set(cond):
+        if not isinstance(cond, dict) or set(cond) - {"field", "op", "value"} or not {"field", "op", "value"} <= set(cond):
             raise ValidationError({"conditions": f"{where} must be an object with exactly field, op and value."})
         field, op, value = cond.get("field"), cond.get("op"), cond.get("value")
         if not isinstance(field, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", field):

@@ -38,3 +38,4 @@ from approvals.services.escalate import (  # noqa: F401
 )
 from approvals.services.notify import deliver_due, mark_read, sign  # noqa: F401
 from approvals.services.rules import delete_rule, dry_run, first_matching_rule, save_rule  # noqa: F401
+from approvals.services.admin import create_queue, update_queue  # noqa: F401

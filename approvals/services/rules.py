@@ -121,11 +121,12 @@ class DryRunRow:
     request: ApprovalRequest
     rule: GuardianRule | None
     outcome: str
-    was_rule_id: int | None
+    was_rule: str | None
 
     @property
     def changed(self) -> bool:
-        return (self.rule.pk if self.rule else None) != self.was_rule_id
+        """Would it hit a different rule than it did (compared by name: proposed rules may be unsaved)?"""
+        return (self.rule.name if self.rule else None) != self.was_rule
 
 
 def unmatched_outcome(risk: str) -> str:
@@ -141,10 +142,11 @@ def dry_run(*, rules: list[GuardianRule] | None = None, limit: int = 200) -> lis
     if rules is None:
         rules = list(GuardianRule.objects.filter(enabled=True).select_related("queue").order_by("order", "id"))
     rows = []
-    for req in ApprovalRequest.objects.select_related("agent").order_by("-id")[:limit]:
+    for req in ApprovalRequest.objects.select_related("agent", "matched_rule").order_by("-id")[:limit]:
         rule = first_matching_rule(agent_id=req.agent_id, action=req.action, risk=req.risk,
                                    arguments=req.arguments, rules=rules)
-        rows.append(DryRunRow(req, rule, rule.outcome if rule else unmatched_outcome(req.risk), req.matched_rule_id))
+        rows.append(DryRunRow(req, rule, rule.outcome if rule else unmatched_outcome(req.risk),
+                              req.matched_rule.name if req.matched_rule_id else None))
     return rows
 
 
