@@ -10,3 +10,4 @@ class AgentsConfig(AppConfig):
         from console.roles import STAFF_ROLES
 
         navigation.register("Agents", "agents:list", *STAFF_ROLES, order=40)
+        navigation.register("Prompts", "prompts:list", *STAFF_ROLES, order=45)

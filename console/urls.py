@@ -24,6 +24,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     path("metrics", views.metrics, name="metrics"),
     path("agents/", include("agents.urls")),
+    path("prompts/", include("agents.prompt_urls")),
     path("", include("traces.urls")),
     path("", include("approvals.urls")),
     path("api/v1/", api.urls),

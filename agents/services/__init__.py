@@ -12,3 +12,25 @@ from agents.services.registry import (  # noqa: F401
     pause_agent,
     resume_agent,
 )
+from agents.prompts.feedback import (  # noqa: F401, E402
+    NoPromptVersion,
+    record_feedback,
+    record_rating,
+)
+from agents.prompts.labels import (  # noqa: F401, E402
+    LabelNotAllowed,
+    NothingToRollBack,
+    UnknownLabel,
+    UnknownPrompt,
+    move_label,
+    promote_canary,
+    remove_label,
+    resolve as resolve_prompt,
+    rollback_label,
+)
+from agents.prompts.versions import (  # noqa: F401, E402
+    InvalidTemplate,
+    PromptNameTaken,
+    create_prompt,
+    create_version,
+)
