@@ -281,7 +281,11 @@ CONSOLE_JOBS = {
     "approvals-sweep": ("approvals.jobs.sweep", 2),
     "approvals-deliver": ("approvals.jobs.deliver_pending_notifications", 2),
     "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),
+    "prompts-canary-guard": ("agents.jobs.guard_canaries", 60),
+    "prompts-webhooks": ("agents.jobs.deliver_prompt_webhooks", 10),
 }
+# Decisions each of canary and production need before the canary guard judges a canary.
+PROMPTS_CANARY_MIN_SAMPLE = env_int("PROMPTS_CANARY_MIN_SAMPLE", 20)
 # Webhooks are signed with HMAC-SHA256 (header X-Console-Signature); empty: derived from SECRET_KEY.
 WEBHOOK_SIGNING_SECRET = env("WEBHOOK_SIGNING_SECRET")
 CELERY_BEAT_SCHEDULE = {
