@@ -249,6 +249,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "console@localhost")
 # --- console limits -------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
 OTLP_MAX_BODY_BYTES = env_int("OTLP_MAX_BODY_BYTES", 64 * 1024 * 1024)
+OTLP_MAX_CONCURRENT = env_int("OTLP_MAX_CONCURRENT", 8)  # ingests storing at once per process; then 503
+OTLP_QUEUE_WAIT_S = float(env("OTLP_QUEUE_WAIT_S", "2"))  # how long a request waits for a slot before 503
+OTLP_RETRY_AFTER_S = env_int("OTLP_RETRY_AFTER_S", 1)
+TRACE_MAX_TEXT_CHARS = env_int("TRACE_MAX_TEXT_CHARS", 32 * 1024)  # span input/output text, then truncated
+TRACE_MAX_FUTURE_SKEW_S = env_int("TRACE_MAX_FUTURE_SKEW_S", 3600)  # spans later than now + this are rejected
+TRACE_RETENTION_DAYS = env_int("TRACE_RETENTION_DAYS", 30)
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN")
 
 # --- logging --------------------------------------------------------------------
@@ -278,6 +284,8 @@ LOGGING = {
 # Celery beat runs them in production, console.scheduler in the embedded mode.
 CONSOLE_JOBS = {
     "purge-login-attempts": ("console.jobs.purge_login_attempts", 3600),
+    "traces-retention": ("traces.jobs.enforce_retention", 3600),
+    "traces-redaction-counts": ("traces.jobs.flush_redaction_counts", 30),
     "approvals-sweep": ("approvals.jobs.sweep", 2),
     "approvals-deliver": ("approvals.jobs.deliver_pending_notifications", 2),
     "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),

@@ -1,0 +1,272 @@
+"""``POST /v1/traces``: the OTLP/HTTP trace endpoint.
+
+Answers as the OTLP/HTTP specification says, in the request's content type:
+200 (with ``partialSuccess`` when spans were rejected) only after the spans are
+committed; 400 with a ``google.rpc.Status`` for an undecodable body; 401; 413
+past ``OTLP_MAX_BODY_BYTES`` (checked while decompressing); 415; 429 with
+``Retry-After`` for a key over its own ``rate_limit_per_s``; 503 with
+``Retry-After`` when the database is unavailable or ``OTLP_MAX_CONCURRENT``
+ingests are already running (the stock exporters retry 503).
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import zlib
+
+import psycopg
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError as DjangoDatabaseError
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from agents import services as agent_services
+from traces import live, otlp, services
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_CONTENT_TYPES = {"application/x-protobuf": PROTOBUF, "application/protobuf": PROTOBUF, "application/json": JSON}
+_READ_CHUNK = 256 * 1024
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str, *, code: int = code_pb2.INVALID_ARGUMENT,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.retry_after = status, message, code, retry_after
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+def _status_response(fmt: str, error: IngestError) -> HttpResponse:
+    status = status_pb2.Status(code=error.code, message=error.message)
+    if fmt == PROTOBUF:
+        response = HttpResponse(status.SerializeToString(), status=error.status, content_type=PROTOBUF)
+    else:
+        response = HttpResponse(json_format.MessageToJson(status, indent=None), status=error.status,
+                                content_type=JSON)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _success_response(fmt: str, rejected: int, message: str) -> HttpResponse:
+    reply = ExportTraceServiceResponse()
+    if rejected or message:
+        reply.partial_success.rejected_spans = rejected
+        reply.partial_success.error_message = message
+    if fmt == PROTOBUF:
+        return HttpResponse(reply.SerializeToString(), content_type=PROTOBUF)
+    return HttpResponse(json_format.MessageToJson(reply, indent=None), content_type=JSON)
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def _max_concurrent() -> int:
+    return getattr(settings, "OTLP_MAX_CONCURRENT", 8)
+
+
+_slots_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+_slots_size = 0
+
+
+def _ingest_slots() -> threading.BoundedSemaphore:
+    global _slots, _slots_size
+    size = _max_concurrent()
+    with _slots_lock:
+        if _slots is None or _slots_size != size:
+            _slots, _slots_size = threading.BoundedSemaphore(size), size
+        return _slots
+
+
+async def _acquire_slot(slots: threading.BoundedSemaphore) -> bool:
+    """Wait up to OTLP_QUEUE_WAIT_S for an ingest slot without blocking the event loop."""
+    deadline = time.monotonic() + getattr(settings, "OTLP_QUEUE_WAIT_S", 2.0)
+    while not slots.acquire(blocking=False):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+class _RateLimiter:
+    """Per-key token bucket (requests per second, burst of one second), per process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    def allow(self, key_id: int, rate: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                return False
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+
+rate_limiter = _RateLimiter()
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate gzip or deflate, stopping as soon as the output passes ``limit``."""
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise IngestError(413, f"Request body exceeds {limit} bytes.", code=code_pb2.RESOURCE_EXHAUSTED)
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        # RFC 9110 deflate is zlib-wrapped; some clients send raw deflate.
+        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        raise IngestError(415, f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or none.",
+                          code=code_pb2.INVALID_ARGUMENT)
+    inflater = zlib.decompressobj(wbits)
+    out, size, data = [], 0, body
+    try:
+        while data:
+            chunk = inflater.decompress(data, limit + 1 - size)
+            size += len(chunk)
+            out.append(chunk)
+            if size > limit:
+                raise IngestError(413, f"Decompressed body exceeds {limit} bytes.",
+                                  code=code_pb2.RESOURCE_EXHAUSTED)
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        out.append(inflater.flush())
+    except zlib.error as exc:
+        raise IngestError(400, f"Body is not valid {encoding}: {exc}") from exc
+    if not inflater.eof:
+        raise IngestError(400, f"Body is not valid {encoding}: truncated stream")
+    result = b"".join(out)
+    if len(result) > limit:
+        raise IngestError(413, f"Decompressed body exceeds {limit} bytes.", code=code_pb2.RESOURCE_EXHAUSTED)
+    return result
+
+
+# --- the view ---------------------------------------------------------------------------------
+
+
+def _bearer(request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise IngestError(401, "Missing or malformed Authorization: Bearer <agent key>.",
+                          code=code_pb2.UNAUTHENTICATED)
+    return token.strip()
+
+
+def _read_body(request, limit: int) -> bytes:
+    parts, size = [], 0
+    while True:
+        chunk = request.read(_READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"Request body exceeds {limit} bytes.", code=code_pb2.RESOURCE_EXHAUSTED)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _retry_after() -> int:
+    return getattr(settings, "OTLP_RETRY_AFTER_S", 1)
+
+
+def handle_export(request, *, fmt: str, token: str) -> HttpResponse:
+    """The synchronous part: authenticate, decode, store. Raises IngestError."""
+    limit = settings.OTLP_MAX_BODY_BYTES
+    try:
+        key = agent_services.authenticate_key(token)
+    except agent_services.InvalidKey as exc:
+        raise IngestError(401, "Unknown, malformed or revoked agent key.", code=code_pb2.UNAUTHENTICATED) from exc
+    if key.rate_limit_per_s and not rate_limiter.allow(key.pk, key.rate_limit_per_s):
+        raise IngestError(429, f"This key is over its limit of {key.rate_limit_per_s} requests per second.",
+                          code=code_pb2.RESOURCE_EXHAUSTED, retry_after=1)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    body = decompress(_read_body(request, limit), encoding, limit)
+    try:
+        export = otlp.parse_protobuf(body) if fmt == PROTOBUF else otlp.parse_json(body)
+        decoded = otlp.decode(export, now=timezone.now(), max_future=_max_future(),
+                              text_limit=getattr(settings, "TRACE_MAX_TEXT_CHARS", 32 * 1024))
+    except otlp.DecodeError as exc:
+        raise IngestError(400, str(exc)) from exc
+    result = services.ingest_spans(agent=key.agent, spans=decoded.spans)
+    rejected = decoded.rejected + result.rejected
+    total = sum(rejected.values())
+    return _success_response(fmt, total, otlp.rejection_message(rejected) if total else "")
+
+
+def _max_future():
+    from datetime import timedelta
+
+    return timedelta(seconds=getattr(settings, "TRACE_MAX_FUTURE_SKEW_S", 3600))
+
+
+def _handle_in_thread(request, fmt: str, token: str) -> HttpResponse:
+    try:
+        return handle_export(request, fmt=fmt, token=token)
+    except IngestError as error:
+        return _status_response(fmt, error)
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
+        log.warning("trace ingest: database unavailable", exc_info=True)
+        return _status_response(fmt, IngestError(503, "The console cannot store traces right now; retry later.",
+                                                 code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
+    except DjangoDatabaseError:
+        log.exception("trace ingest: database error")
+        return _status_response(fmt, IngestError(503, "The console could not store this batch; retry later.",
+                                                 code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
+
+
+@csrf_exempt
+async def otlp_traces(request):
+    """OTLP/HTTP ``ExportTraceServiceRequest`` (protobuf or JSON, optionally gzip/deflate)."""
+    fmt = _CONTENT_TYPES.get(request.content_type or "")
+    if request.method != "POST":
+        response = _status_response(fmt or JSON, IngestError(405, "Use POST.", code=code_pb2.UNIMPLEMENTED))
+        response["Allow"] = "POST"
+        return response
+    if fmt is None:
+        return _status_response(JSON, IngestError(
+            415, f"Unsupported Content-Type {request.content_type!r}; use application/x-protobuf or application/json.",
+        ))
+    try:
+        token = _bearer(request)
+        declared = request.META.get("CONTENT_LENGTH") or ""
+        if declared.isdigit() and int(declared) > settings.OTLP_MAX_BODY_BYTES:
+            raise IngestError(413, f"Request body exceeds {settings.OTLP_MAX_BODY_BYTES} bytes.",
+                              code=code_pb2.RESOURCE_EXHAUSTED)
+    except IngestError as error:
+        return _status_response(fmt, error)
+    live.use_event_loop(asyncio.get_running_loop())
+    slots = _ingest_slots()
+    if not await _acquire_slot(slots):
+        return _status_response(fmt, IngestError(503, "The console is at its ingest capacity; retry later.",
+                                                 code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
+    try:
+        return await sync_to_async(_handle_in_thread, thread_sensitive=True)(request, fmt, token)
+    finally:
+        slots.release()

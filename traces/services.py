@@ -1,0 +1,321 @@
+"""Every state change of the traces app. ``from traces import services``.
+
+``ingest_spans`` stores a batch of decoded spans in one transaction:
+
+1. lock (upsert) the batch's runs in trace-id order, so concurrent batches of one
+   run serialize on its row and never deadlock; a trace id that belongs to another
+   agent is rejected, never merged;
+2. write the spans in bulk (PostgreSQL: ``COPY`` into a session temp table, then
+   ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; SQLite: ``bulk_create``);
+3. add to each run only the spans really inserted, so duplicates, late and
+   out-of-order spans leave the totals right; the status follows from order-free
+   facts (a root span arrived, errors seen, approval pending).
+"""
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from traces import live, pricing, redaction
+from traces.models import Run, RunStatus, Span, SpanKind, SpanStatus, run_status
+from traces.otlp import SpanRecord
+
+log = logging.getLogger(__name__)
+
+FOREIGN_TRACE = "trace id belongs to another agent's run"
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0          # newly inserted spans
+    duplicates: int = 0      # already stored before (acknowledged, stored once)
+    rejected: Counter = field(default_factory=Counter)
+    run_ids: list = field(default_factory=list)
+    seq_ranges: dict = field(default_factory=dict)  # run id -> (lo, hi] seqs this batch took
+
+
+# --- preparation (outside the transaction) -----------------------------------------------
+
+
+def prepare_spans(spans: list[SpanRecord]) -> Counter:
+    """Redact and price spans in place; returns redactions per rule name."""
+    redactor = redaction.get_redactor()
+    total = Counter()
+    for span in spans:
+        counts = Counter()
+        span.name = redactor.redact_text(span.name, counts)
+        span.status_message = redactor.redact_text(span.status_message, counts)
+        span.input_text = redactor.redact_text(span.input_text, counts)
+        span.output_text = redactor.redact_text(span.output_text, counts)
+        span.task = redactor.redact_text(span.task, counts)
+        span.session_id = redactor.redact_text(span.session_id, counts)
+        if span.tool_arguments is not None:
+            span.tool_arguments = redactor.redact_value(span.tool_arguments, counts)
+        span.attributes = redactor.redact_value(span.attributes, counts)
+        if span.events:
+            span.events = redactor.redact_value(span.events, counts)
+        span.redaction_count = sum(counts.values())
+        total.update(counts)
+        span.cost = pricing.cost_of(model=span.model, input_tokens=span.input_tokens,
+                                    output_tokens=span.output_tokens)
+    return total
+
+
+def _group_by_trace(spans: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
+    """Spans per trace id, a span sent twice in one batch kept once."""
+    groups: dict[str, dict[str, SpanRecord]] = defaultdict(dict)
+    for span in spans:
+        groups[span.trace_id].setdefault(span.span_id, span)
+    return {trace_id: list(by_id.values()) for trace_id, by_id in sorted(groups.items())}
+
+
+# --- run aggregates ----------------------------------------------------------------------
+
+_RUN_FIELDS = ("id", "trace_id", "agent_id", "name", "task", "status", "root_ended", "has_pending_approval",
+               "session_id", "service_name", "started_at", "ended_at", "duration_ms", "span_count",
+               "error_count", "input_tokens", "output_tokens", "total_tokens", "cost", "prompt_name",
+               "prompt_version", "last_seq")
+
+
+def _counts_tokens(span: SpanRecord) -> bool:
+    # Agent spans usually repeat the sum of their LLM calls' usage: count each call once.
+    return span.kind != SpanKind.AGENT
+
+
+def apply_spans(run: dict, inserted: list[SpanRecord]) -> dict:
+    """The run's new values after adding ``inserted`` (spans not stored before)."""
+    run = dict(run)
+    if inserted:
+        ordered = sorted(inserted, key=lambda s: (s.start_ns, s.span_id))
+        root = next((s for s in ordered if s.is_root), None)
+        run["span_count"] += len(inserted)
+        run["error_count"] += sum(1 for s in inserted if s.status == SpanStatus.ERROR)
+        counted = [s for s in inserted if _counts_tokens(s)]
+        input_tokens = sum(s.input_tokens for s in counted)
+        output_tokens = sum(s.output_tokens for s in counted)
+        run["input_tokens"] += input_tokens
+        run["output_tokens"] += output_tokens
+        run["total_tokens"] += input_tokens + output_tokens
+        run["cost"] = Decimal(run["cost"]) + sum((s.cost for s in counted), Decimal(0))
+        first_start = min(s.start_time for s in inserted)
+        last_end = max(s.end_time for s in inserted)
+        run["started_at"] = min(filter(None, [run["started_at"], first_start]))
+        run["ended_at"] = max(filter(None, [run["ended_at"], last_end]))
+        run["duration_ms"] = int((run["ended_at"] - run["started_at"]).total_seconds() * 1000)
+        if root is not None:
+            run["root_ended"] = True
+            run["name"] = root.name
+            run["task"] = root.task or run["task"]
+        elif not run["name"]:
+            run["name"] = ordered[0].name
+        if not run["task"]:
+            run["task"] = next((s.task for s in ordered if s.task), "")
+        if not run["session_id"]:
+            run["session_id"] = next((s.session_id for s in ordered if s.session_id), "")
+        if not run["service_name"]:
+            run["service_name"] = next((s.service_name for s in ordered if s.service_name), "")
+        if root is not None and root.prompt_name:
+            run["prompt_name"], run["prompt_version"] = root.prompt_name, root.prompt_version
+        elif not run["prompt_name"]:
+            prompted = [s for s in ordered if s.prompt_name]
+            chosen = next((s for s in prompted if s.kind == SpanKind.LLM), prompted[0] if prompted else None)
+            if chosen is not None:
+                run["prompt_name"], run["prompt_version"] = chosen.prompt_name, chosen.prompt_version
+    run["status"] = run_status(root_ended=run["root_ended"], error_count=run["error_count"],
+                               waiting=run["has_pending_approval"])
+    return run
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None) -> IngestResult:
+    """Store ``spans`` as ``agent``'s; durable when this returns. Idempotent per span.
+
+    Redaction happens here, before anything is written. Spans of a trace that
+    belongs to another agent are rejected (counted in ``result.rejected``).
+    Live pushes are handed run ids after commit.
+    """
+    now = now or timezone.now()
+    hits = prepare_spans(spans)
+    groups = _group_by_trace(spans)
+    result = IngestResult()
+    if not groups:
+        return result
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            _store_postgresql(agent=agent, groups=groups, now=now, result=result, nested=nested)
+        else:
+            _store_generic(agent=agent, groups=groups, now=now, result=result)
+        if result.run_ids:
+            live.spans_ingested_on_commit(result.run_ids, result.seq_ranges)
+    redaction.record_hits(hits)
+    return result
+
+
+def _assign_seq(runs: dict[str, dict], groups: dict[str, list[SpanRecord]], result: IngestResult) -> None:
+    for trace_id, run in runs.items():
+        batch = groups[trace_id]
+        for offset, span in enumerate(batch, start=1):
+            span.seq = run["last_seq"] + offset
+        result.seq_ranges[run["id"]] = (run["last_seq"], run["last_seq"] + len(batch))
+
+
+def _split_foreign(agent, runs: dict[str, dict], groups, result: IngestResult) -> dict[str, dict]:
+    own = {}
+    for trace_id, run in runs.items():
+        if run["agent_id"] == agent.pk:
+            own[trace_id] = run
+        else:
+            result.rejected[FOREIGN_TRACE] += len(groups[trace_id])
+    return own
+
+
+_SPAN_COLUMNS = ("run_id", "span_id", "parent_span_id", "name", "kind", "status", "status_message", "start_time",
+                 "end_time", "duration_ms", "operation", "model", "provider", "input_tokens", "output_tokens",
+                 "cache_tokens", "reasoning_tokens", "cost", "tool_name", "tool_arguments", "input_text",
+                 "output_text", "attributes", "events", "links", "prompt_name", "prompt_version",
+                 "redaction_count", "seq", "received_at")
+
+
+def _span_row(run_id: int, s: SpanRecord, now: datetime) -> tuple:
+    return (run_id, s.span_id, s.parent_span_id, s.name, s.kind, s.status, s.status_message, s.start_time,
+            s.end_time, s.duration_ms, s.operation, s.model, s.provider, s.input_tokens, s.output_tokens,
+            s.cache_tokens, s.reasoning_tokens, s.cost, s.tool_name,
+            None if s.tool_arguments is None else json.dumps(s.tool_arguments, ensure_ascii=False),
+            s.input_text, s.output_text, json.dumps(s.attributes, ensure_ascii=False),
+            json.dumps(s.events, ensure_ascii=False), json.dumps(s.links, ensure_ascii=False),
+            s.prompt_name, s.prompt_version, s.redaction_count, s.seq, now)
+
+
+_UPSERT_RUNS = f"""
+INSERT INTO traces_run (trace_id, agent_id, name, task, status, root_ended, has_pending_approval, session_id,
+    service_name, span_count, error_count, input_tokens, output_tokens, total_tokens, cost, prompt_name,
+    prompt_version, last_seq, created_at, updated_at)
+SELECT t, %s, '', '', 'running', false, false, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, %s, %s
+FROM unnest(%s::text[]) AS t ORDER BY t
+ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id
+RETURNING {", ".join(_RUN_FIELDS)}
+"""
+
+_STAGE = "traces_span_stage"
+_CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+                 f"SELECT {', '.join(_SPAN_COLUMNS)} FROM traces_span WITH NO DATA")
+_COPY_STAGE = f"COPY {_STAGE} ({', '.join(_SPAN_COLUMNS)}) FROM STDIN"
+_MOVE_STAGE = (f"INSERT INTO traces_span ({', '.join(_SPAN_COLUMNS)}) "
+               f"SELECT {', '.join(_SPAN_COLUMNS)} FROM {_STAGE} ON CONFLICT (run_id, span_id) DO NOTHING "
+               f"RETURNING run_id, span_id")
+
+_UPDATED_RUN_FIELDS = ("name", "task", "status", "root_ended", "session_id", "service_name", "started_at",
+                       "ended_at", "duration_ms", "span_count", "error_count", "input_tokens", "output_tokens",
+                       "total_tokens", "cost", "prompt_name", "prompt_version", "last_seq")
+_RUN_TYPES = {"name": "text", "task": "text", "status": "text", "root_ended": "boolean", "session_id": "text",
+              "service_name": "text", "started_at": "timestamptz", "ended_at": "timestamptz",
+              "duration_ms": "bigint", "span_count": "integer", "error_count": "integer",
+              "input_tokens": "bigint", "output_tokens": "bigint", "total_tokens": "bigint", "cost": "numeric",
+              "prompt_name": "text", "prompt_version": "text", "last_seq": "bigint"}
+_UPDATE_RUNS = (
+    "UPDATE traces_run AS r SET "
+    + ", ".join(f"{name} = v.{name}" for name in _UPDATED_RUN_FIELDS)
+    + ", updated_at = %s FROM unnest(%s::bigint[], "
+    + ", ".join(f"%s::{_RUN_TYPES[name]}[]" for name in _UPDATED_RUN_FIELDS)
+    + ") AS v(id, " + ", ".join(_UPDATED_RUN_FIELDS) + ") WHERE r.id = v.id"
+)
+
+
+def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool) -> None:
+    with connection.cursor() as wrapper:
+        cur = wrapper.cursor  # the psycopg cursor, inside Django's transaction
+        cur.execute(_UPSERT_RUNS, (agent.pk, now, now, list(groups)))
+        runs = {row[1]: dict(zip(_RUN_FIELDS, row)) for row in cur.fetchall()}
+        runs = _split_foreign(agent, runs, groups, result)
+        if not runs:
+            return
+        _assign_seq(runs, groups, result)
+        cur.execute(_CREATE_STAGE)
+        if nested:
+            # No commit since the last batch (an outer transaction): ON COMMIT has not emptied it.
+            cur.execute(f"DELETE FROM {_STAGE}")
+        with cur.copy(_COPY_STAGE) as copy:
+            for trace_id, run in runs.items():
+                for span in groups[trace_id]:
+                    copy.write_row(_span_row(run["id"], span, now))
+        cur.execute(_MOVE_STAGE)
+        inserted_keys = {(run_id, span_id) for run_id, span_id in cur.fetchall()}
+        columns = {name: [] for name in ("id", *_UPDATED_RUN_FIELDS)}
+        for trace_id, run in runs.items():
+            batch = groups[trace_id]
+            inserted = [s for s in batch if (run["id"], s.span_id) in inserted_keys]
+            result.stored += len(inserted)
+            result.duplicates += len(batch) - len(inserted)
+            new = apply_spans(run, inserted)
+            new["last_seq"] = run["last_seq"] + len(batch)
+            for name in columns:
+                columns[name].append(new[name])
+            result.run_ids.append(run["id"])
+        cur.execute(_UPDATE_RUNS, (now, *columns.values()))
+
+
+def _store_generic(*, agent, groups, now, result: IngestResult) -> None:
+    """SQLite (and any other database): ORM bulk writes; SQLite serializes writers."""
+    trace_ids = list(groups)
+    Run.objects.bulk_create(
+        [Run(trace_id=t, agent=agent, status=RunStatus.RUNNING) for t in trace_ids], ignore_conflicts=True)
+    runs = {row["trace_id"]: row for row in
+            Run.objects.select_for_update().filter(trace_id__in=trace_ids).values(*_RUN_FIELDS)}
+    runs = _split_foreign(agent, dict(sorted(runs.items())), groups, result)
+    if not runs:
+        return
+    _assign_seq(runs, groups, result)
+    run_ids = [run["id"] for run in runs.values()]
+    existing = set(Span.objects.filter(run_id__in=run_ids).filter(
+        span_id__in=[s.span_id for t in runs for s in groups[t]]).values_list("run_id", "span_id"))
+    to_create = []
+    for trace_id, run in runs.items():
+        batch = groups[trace_id]
+        inserted = [s for s in batch if (run["id"], s.span_id) not in existing]
+        result.stored += len(inserted)
+        result.duplicates += len(batch) - len(inserted)
+        to_create += [Span(**dict(zip(_SPAN_COLUMNS, _orm_row(run["id"], s, now)))) for s in inserted]
+        new = apply_spans(run, inserted)
+        new["last_seq"] = run["last_seq"] + len(batch)
+        Run.objects.filter(pk=run["id"]).update(updated_at=now, **{name: new[name] for name in _UPDATED_RUN_FIELDS})
+        result.run_ids.append(run["id"])
+    Span.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)
+
+
+def _orm_row(run_id: int, s: SpanRecord, now: datetime) -> tuple:
+    row = list(_span_row(run_id, s, now))
+    for name in ("tool_arguments", "attributes", "events", "links"):
+        index = _SPAN_COLUMNS.index(name)
+        row[index] = getattr(s, name)
+    return tuple(row)
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+def set_run_waiting(trace_id: str, waiting: bool) -> bool:
+    """Mark the run of ``trace_id`` as waiting for (or no longer waiting for) an approval.
+
+    Called by the approvals app. Returns False when no such run exists (yet).
+    Idempotent; the status is recomputed from the run's order-free facts.
+    """
+    trace_id = (trace_id or "").lower()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(trace_id=trace_id).first()
+        if run is None:
+            return False
+        status = run_status(root_ended=run.root_ended, error_count=run.error_count, waiting=waiting)
+        if run.has_pending_approval != waiting or run.status != status:
+            Run.objects.filter(pk=run.pk).update(has_pending_approval=waiting, status=status,
+                                                 updated_at=timezone.now())
+            live.spans_ingested_on_commit([run.pk])
+    return True
