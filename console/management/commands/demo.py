@@ -22,6 +22,8 @@ DEMO_USERS = [
 # Each app adds a seeding function here: seed(stdout) -> None, idempotent.
 SEEDERS = [
     "agents.demo.seed",
+    "agents.prompt_demo.seed",
+    "approvals.demo.seed",
 ]
 
 
