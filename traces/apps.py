@@ -1,4 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
+
+
+def _invalidate_prices(**kwargs):
+    from traces import pricing
+
+    pricing.invalidate_cache()
+
+
+def _invalidate_rules(**kwargs):
+    from traces import redaction
+
+    redaction.invalidate_cache()
 
 
 class TracesConfig(AppConfig):
@@ -7,7 +20,12 @@ class TracesConfig(AppConfig):
 
     def ready(self):
         from console import live
+        from traces.models import ModelPrice, RedactionRule
 
         # run-<id>: one run's timeline; runs: the runs list. Staff roles (Admin passes too).
         live.register_topic("run", live.any_role)
         live.register_topic("runs", live.any_role)
+        # This process sees its own edits at once; other processes within the caches' few seconds.
+        for model, handler in ((ModelPrice, _invalidate_prices), (RedactionRule, _invalidate_rules)):
+            post_save.connect(handler, sender=model, dispatch_uid=f"traces-{model.__name__}-saved")
+            post_delete.connect(handler, sender=model, dispatch_uid=f"traces-{model.__name__}-deleted")

@@ -348,8 +348,6 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
         task=_str(_first(attrs, "console.task", "gen_ai.agent.description"))[:500],
         service_name=_str(resource.get("service.name"))[:200],
     )
-    if not record.task and record.is_root and record.input_text:
-        record.task = record.input_text[:500]
     return record
 
 

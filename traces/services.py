@@ -60,6 +60,8 @@ def prepare_spans(spans: list[SpanRecord]) -> Counter:
         span.attributes = redactor.redact_value(span.attributes, counts)
         if span.events:
             span.events = redactor.redact_value(span.events, counts)
+        if not span.task and span.is_root and span.input_text:
+            span.task = span.input_text[:500]  # already redacted
         span.redaction_count = sum(counts.values())
         total.update(counts)
         span.cost = pricing.cost_of(model=span.model, input_tokens=span.input_tokens,

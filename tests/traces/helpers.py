@@ -147,3 +147,59 @@ def sdk_exporter(client: Client, key: str, *, compression=Compression.NoCompress
     exporter = OTLPSpanExporter(endpoint="http://testserver/v1/traces", headers={"Authorization": f"Bearer {key}"},
                                 compression=compression, _transport=transport)
     return exporter, transport
+
+
+# --- hand-made spans for the edge cases the SDK never produces ------------------------------
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
+
+NOW_NS = time.time_ns()
+
+
+def new_trace_id() -> bytes:
+    return os.urandom(16)
+
+
+def new_span_id() -> bytes:
+    return os.urandom(8)
+
+
+def _any(value) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    return AnyValue(string_value=str(value))
+
+
+def make_span(trace_id: bytes, span_id: bytes | None = None, *, parent: bytes = b"", name="step",
+              start_ns: int | None = None, duration_ns: int = 1_000_000, attrs: dict | None = None,
+              error: bool = False) -> trace_pb2.Span:
+    start = NOW_NS - 60 * 10**9 if start_ns is None else start_ns
+    span = trace_pb2.Span(trace_id=trace_id, span_id=span_id or new_span_id(), parent_span_id=parent, name=name,
+                          start_time_unix_nano=start, end_time_unix_nano=start + duration_ns)
+    for key, value in (attrs or {}).items():
+        span.attributes.append(KeyValue(key=key, value=_any(value)))
+    if error:
+        span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
+        span.status.message = "failed"
+    return span
+
+
+def export_request(*spans, resource: dict | None = None) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for key, value in (resource or {"service.name": "svc"}).items():
+        rs.resource.attributes.append(KeyValue(key=key, value=_any(value)))
+    rs.scope_spans.add().spans.extend(spans)
+    return request
+
+
+def body_of(*spans, **kw) -> bytes:
+    return export_request(*spans, **kw).SerializeToString()

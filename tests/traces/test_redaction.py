@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from traces import jobs, redaction
+from traces.models import RedactionRule, Run, Span
+from tests.traces import helpers
+
+pytestmark = pytest.mark.django_db
+
+SECRET_EMAIL = "jane.roe@example.com"
+SECRET_CARD = "4111 1111 1111 1111"
+SECRET_KEY = "sk-proj-A1b2C3d4E5f6G7h8I9j0KLMN"
+SECRET_PHONE = "+1 415-555-0132"
+
+
+@pytest.fixture(autouse=True)
+def fresh_rules():
+    redaction.invalidate_cache()
+    yield
+    redaction.invalidate_cache()
+
+
+def _everything_stored() -> str:
+    rows = list(Span.objects.values()) + list(Run.objects.values())
+    return json.dumps(rows, default=str)
+
+
+def test_builtin_patterns_never_reach_the_database(client, agent_key):
+    text = f"Mail {SECRET_EMAIL}, card {SECRET_CARD}, call {SECRET_PHONE}, key {SECRET_KEY}."
+    spans = helpers.record_agent_run(input_text=text, task=f"help {SECRET_EMAIL}")
+    response = helpers.post(client, helpers.protobuf_body(spans), key=agent_key)
+    assert response.status_code == 200
+    stored = _everything_stored()
+    for secret in (SECRET_EMAIL, SECRET_CARD, SECRET_KEY, "415-555-0132"):
+        assert secret not in stored
+    llm = Span.objects.get(kind="llm")
+    assert "[REDACTED:email]" in llm.input_text and "[REDACTED:card]" in llm.input_text
+    assert "[REDACTED:api-key]" in llm.input_text and "[REDACTED:phone]" in llm.input_text
+    assert llm.redaction_count == 4
+    assert Run.objects.get().task == "help [REDACTED:email]"
+
+
+def test_attributes_tool_arguments_and_events_are_redacted(client, agent_key):
+    trace = helpers.new_trace_id()
+    span = helpers.make_span(trace, attrs={"customer.email": SECRET_EMAIL, "gen_ai.tool.name": "charge",
+                                           "gen_ai.tool.call.arguments": json.dumps({"card": SECRET_CARD})})
+    event = span.events.add(name="note", time_unix_nano=span.start_time_unix_nano)
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    event.attributes.append(KeyValue(key="text", value=AnyValue(string_value=f"key {SECRET_KEY}")))
+    assert helpers.post(client, helpers.body_of(span), key=agent_key).status_code == 200
+    stored = Span.objects.get()
+    assert stored.attributes["customer.email"] == "[REDACTED:email]"
+    assert stored.tool_arguments == {"card": "[REDACTED:card]"}
+    assert stored.events[0]["attributes"]["text"] == "key [REDACTED:api-key]"
+    assert stored.redaction_count == 3
+    assert SECRET_EMAIL not in _everything_stored()
+
+
+def test_admin_rule_applies_and_each_hit_is_counted(client, agent_key):
+    RedactionRule.objects.create(name="employee-id", pattern=r"EMP-\d{5}", replacement="[EMPLOYEE]")
+    redaction.invalidate_cache()
+    redaction.flush_hit_counts()  # start from zero pending
+    trace = helpers.new_trace_id()
+    spans = [helpers.make_span(trace, attrs={"input.value": "EMP-12345 and EMP-54321 asked"}),
+             helpers.make_span(trace, attrs={"output.value": "EMP-99999"})]
+    assert helpers.post(client, helpers.body_of(*spans), key=agent_key).status_code == 200
+    assert "EMP-12345" not in _everything_stored()
+    assert sorted(Span.objects.values_list("redaction_count", flat=True)) == [1, 2]
+    jobs.flush_redaction_counts(now=None)
+    assert RedactionRule.objects.get(name="employee-id").hit_count == 3
+
+
+def test_disabled_admin_rule_is_not_applied_but_builtins_always_are(client, agent_key):
+    RedactionRule.objects.create(name="word", pattern=r"banana", enabled=False)
+    RedactionRule.objects.filter(builtin=True).update(enabled=False)
+    redaction.invalidate_cache()
+    trace = helpers.new_trace_id()
+    span = helpers.make_span(trace, attrs={"input.value": f"banana {SECRET_EMAIL}"})
+    assert helpers.post(client, helpers.body_of(span), key=agent_key).status_code == 200
+    assert Span.objects.get().input_text == "banana [REDACTED:email]"
+
+
+def test_builtin_rules_exist_as_rows_for_counting():
+    assert set(RedactionRule.objects.filter(builtin=True).values_list("name", flat=True)) == {
+        "email", "phone", "card-number", "api-key"}
+
+
+@pytest.mark.parametrize("text", ["Year 2024, order 12345678, 3.14159", "call me at 10:30 on 2024-05-01",
+                                  "version 1.2.3.4", "no secrets here"])
+def test_ordinary_numbers_survive(text):
+    from collections import Counter
+
+    assert redaction.get_redactor().redact_text(text, Counter()) == text
