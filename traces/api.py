@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
 from console.api import agent_auth, session_auth
@@ -117,9 +117,9 @@ def list_runs(
     has_pending_approval: bool | None = None,
     prompt_name: str | None = None,
     prompt_version: str | None = None,
-    q: str | None = Field(None, description="free text in span names and content"),
+    q: str | None = Query(None, description="free text in run and span names and span content"),
     cursor: str | None = None,
-    limit: int = Field(50, ge=1, le=MAX_PAGE),
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
 ):
     """Runs with filters; keyset pagination by id (``next_cursor``), stable under inserts."""
     runs = visible_runs(request)
@@ -159,7 +159,7 @@ def list_runs(
 
 @router.get("/runs/{trace_id}", auth=[agent_auth, session_auth], response=RunDetail,
             summary="One run with its spans")
-def get_run(request, trace_id: str, after_seq: int = Field(0, ge=0, description="only spans with a higher seq")):
+def get_run(request, trace_id: str, after_seq: int = Query(0, ge=0, description="only spans with a higher seq")):
     """The run of ``trace_id`` (32 hex characters) with its spans in start order."""
     run = get_object_or_404(visible_runs(request), trace_id=trace_id.lower())
     spans = Span.objects.filter(run=run, seq__gt=after_seq).order_by("start_time", "seq")

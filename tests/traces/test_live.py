@@ -1,0 +1,73 @@
+"""The live layer: ids after commit, one coalesced fragment per run and one for the list."""
+
+import pytest
+
+from console import live as console_live
+from traces import live
+from traces.models import Run
+from tests.traces import helpers
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    messages = []
+    monkeypatch.setattr(console_live, "send_to_group", lambda group, html: messages.append((group, html)) or True)
+    monkeypatch.setattr(live, "_schedule", lambda: None)  # flush by hand, deterministically
+    live._take_dirty()
+    return messages
+
+
+def test_ingest_marks_runs_dirty_only_after_commit(client, agent_key, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        helpers.post(client, helpers.protobuf_body(helpers.record_agent_run()), key=agent_key)
+    assert live.flush() == 0  # nothing before commit
+    for callback in callbacks:
+        callback()
+    run = Run.objects.get()
+    assert live.flush() == 3
+    groups = [group for group, _ in sent]
+    assert groups == [f"run-{run.pk}", f"run-{run.pk}", "runs"]
+    spans_html = sent[0][1]
+    assert f'hx-swap-oob="beforeend:#spans-{run.pk}"' in spans_html
+    assert spans_html.count('class="span-row') == 3
+    assert f'id="run-row-{run.pk}"' in sent[1][1] and 'hx-swap-oob="true"' in sent[1][1]
+    assert 'hx-swap-oob="afterbegin:#runs-rows"' in sent[2][1]  # a new run goes on top of the list
+
+
+def test_many_batches_coalesce_into_one_push_with_only_new_rows(client, agent_key, sent,
+                                                                django_capture_on_commit_callbacks):
+    trace = helpers.new_trace_id()
+    spans = [helpers.make_span(trace, name=f"step {i}") for i in range(6)]
+    with django_capture_on_commit_callbacks(execute=True):
+        helpers.post(client, helpers.body_of(*spans[:2]), key=agent_key)
+    live.flush()
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        for span in spans[2:]:
+            helpers.post(client, helpers.body_of(span), key=agent_key)
+    live.flush()
+    run = Run.objects.get()
+    assert [group for group, _ in sent] == [f"run-{run.pk}", f"run-{run.pk}", "runs"]
+    html = sent[0][1]
+    assert html.count('class="span-row') == 4 and "step 0" not in html and "step 5" in html
+    assert "afterbegin" not in sent[2][1]  # no longer new: replaced in place
+
+
+def test_agent_text_in_fragments_is_escaped(client, agent_key, sent, django_capture_on_commit_callbacks):
+    trace = helpers.new_trace_id()
+    span = helpers.make_span(trace, name='<script>alert(1)</script><b hx-get="/x">')
+    with django_capture_on_commit_callbacks(execute=True):
+        helpers.post(client, helpers.body_of(span), key=agent_key)
+    live.flush()
+    everything = "".join(html for _, html in sent)
+    assert "<script>" not in everything and "&lt;script&gt;" in everything
+    assert '<b hx-get' not in everything
+
+
+def test_run_topics_are_for_staff_only(reviewer, operator, admin_user, nobody):
+    for user in (reviewer, operator, admin_user):
+        assert console_live.may_subscribe(user, "runs") and console_live.may_subscribe(user, "run-5")
+    assert not console_live.may_subscribe(nobody, "runs")
+    assert not console_live.may_subscribe(nobody, "run-5")
