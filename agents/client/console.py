@@ -97,13 +97,19 @@ class Decision:
 
 @dataclass
 class Prompt:
-    """A prompt version to use now. ``source`` is "console", or "default" for the caller's fallback."""
+    """A prompt version to use now. ``source`` is "console", or "default" for the caller's fallback.
+
+    ``template`` is the text (for chat prompts, the messages' contents joined);
+    ``messages`` holds a chat prompt's messages as the console sent them.
+    """
 
     name: str
     version: str | None
     template: str
     label: str | None = None
     source: str = "console"
+    messages: list | None = None
+    model: str = ""
     raw: dict = field(default_factory=dict, repr=False)
 
     def render(self, **values) -> str:
@@ -222,18 +228,24 @@ class Console:
             raise errors.Conflict(f"execution report for approval {approval_id} refused: {exc.body}",
                                   status=409, body=exc.body) from None
 
-    def get_prompt(self, name: str, label: str = "production", *, default: str | None = None) -> Prompt:
+    def get_prompt(self, name: str, label: str = "production", *, default: str | None = None,
+                   run: str | None = None) -> Prompt:
         """The prompt version to use now, revalidated with ``If-None-Match`` (304 reuses the cache).
 
-        With ``default`` given, a 404 (no such prompt, or no prompts API) returns
+        The console splits a canary share by key, or per run when ``run`` (a
+        trace id) is given; per-run answers are not cached. With ``default``
+        given, a 404 (no such prompt or label, or no prompts API) returns
         ``Prompt(name, version=None, template=default, source="default")``.
         """
         cache_key = (name, label)
+        params = {"label": label}
+        if run:
+            params["run"] = run
         with self._lock:
-            cached = self._prompt_cache.get(cache_key)
+            cached = None if run else self._prompt_cache.get(cache_key)
         headers = {"If-None-Match": cached[0]} if cached else {}
         try:
-            response = self._request("GET", f"/api/v1/prompts/{name}", params={"label": label}, headers=headers)
+            response = self._request("GET", f"/api/v1/prompts/{name}", params=params, headers=headers)
         except errors.NotFound:
             if default is None:
                 raise
@@ -242,7 +254,7 @@ class Console:
             return cached[1]
         prompt = _prompt_from_body(name, label, response.json())
         etag = response.headers.get("ETag")
-        if etag:
+        if etag and not run:
             with self._lock:
                 self._prompt_cache[cache_key] = (etag, prompt)
         return prompt
@@ -344,12 +356,15 @@ def _prompt_ref(prompt) -> dict | None:
 
 
 def _prompt_from_body(name: str, label: str, body: dict) -> Prompt:
-    template = body.get("template")
-    if template is None:
-        template = body.get("text", body.get("content", ""))
+    template = body.get("template", "")
+    messages = None
+    if isinstance(template, list):
+        messages = template
+        template = "\n\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in messages)
     version = body.get("version")
     return Prompt(name=body.get("name", name), version=None if version is None else str(version),
-                  template=template or "", label=body.get("label", label), raw=body)
+                  template=template or "", label=body.get("label", label), messages=messages,
+                  model=body.get("model") or "", raw=body)
 
 
 def _jsonable(value):

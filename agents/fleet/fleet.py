@@ -72,11 +72,12 @@ class Fleet:
             thread.join(timeout=timeout)
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        for provider in self._providers:
-            try:
-                provider.shutdown()
-            except Exception:  # noqa: BLE001 - flushing to a console that is gone must not raise
-                log.warning("could not flush spans", exc_info=True)
+        # In parallel: against a console that is down each flush waits out its exporter's retries.
+        flushers = [threading.Thread(target=_shutdown, args=(p,), daemon=True) for p in self._providers]
+        for thread in flushers:
+            thread.start()
+        for thread in flushers:
+            thread.join(timeout=timeout)
         for console in self._consoles:
             console.close()
 
@@ -121,3 +122,10 @@ class Fleet:
             log.exception("%s: run failed", agent.name)
         finally:
             slots.release()
+
+
+def _shutdown(provider) -> None:
+    try:
+        provider.shutdown()
+    except Exception:  # noqa: BLE001 - flushing to a console that is gone must not raise
+        log.warning("could not flush spans", exc_info=True)

@@ -15,7 +15,7 @@ import uuid
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from agents.client import Console, ConsoleError, Decision, Prompt, use_prompt
+from agents.client import PROMPT_NAME_ATTR, PROMPT_VERSION_ATTR, Console, ConsoleError, Decision, Prompt, use_prompt
 from agents.fleet import texts
 
 log = logging.getLogger("agents.fleet")
@@ -68,11 +68,11 @@ class SimAgent:
 
     # --- prompts -------------------------------------------------------------
 
-    def prompt(self, builtin_version: str = "1") -> Prompt:
-        """The console's production version, or a built-in one while the console has none."""
+    def prompt(self, builtin_version: str = "1", *, run: str | None = None) -> Prompt:
+        """The console's version for this run (canary split per run), or a built-in one while it has none."""
         if time.monotonic() >= self._prompt_missing_until:
             try:
-                prompt = self.console.get_prompt(self.prompt_name, default="")
+                prompt = self.console.get_prompt(self.prompt_name, default="", run=run)
                 if prompt.source == "console" and prompt.template:
                     return prompt
             except ConsoleError as exc:
@@ -87,15 +87,20 @@ class SimAgent:
         """One task, traced as one run; errors are logged by the caller."""
         self.runs += 1
         task = self.choose_task()
-        prompt = self.prompt(task.get("prompt_version", "1"))
-        with use_prompt(prompt), self.tracer.start_as_current_span(
+        with self.tracer.start_as_current_span(
             f"invoke_agent {self.name}", kind=SpanKind.INTERNAL,
             attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.name,
-                        "gen_ai.agent.id": self.name, "gen_ai.conversation.id": task.get("conversation", uuid.uuid4().hex[:12]),
+                        "gen_ai.agent.id": self.name,
+                        "gen_ai.conversation.id": task.get("conversation", uuid.uuid4().hex[:12]),
                         "console.task": task["title"], "input.value": task["title"]},
         ) as root:
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            prompt = self.prompt(task.get("prompt_version", "1"), run=trace_id)
+            root.set_attribute(PROMPT_NAME_ATTR, prompt.name)
+            root.set_attribute(PROMPT_VERSION_ATTR, str(prompt.version))
             try:
-                outcome = self.work(task, prompt)
+                with use_prompt(prompt):
+                    outcome = self.work(task, prompt)
             except Stopped:
                 root.set_attribute("console.outcome", "interrupted")
                 raise
@@ -133,10 +138,9 @@ class SimAgent:
                 "gen_ai.input.messages": texts.messages(system, user),
                 "gen_ai.output.messages": texts.output_message(output, finish),
                 "gen_ai.response.id": "chatcmpl-" + uuid.uuid4().hex[:20],
-                "gen_ai.response.finish_reasons": [finish]}) as span:
+                "gen_ai.response.finish_reasons": [finish],
+                "gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}):
             self.pause(0.6 + min(output_tokens, 800) / 400, 1.2 + min(output_tokens, 800) / 250)
-            span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
         return output
 
     def tool(self, name: str, arguments: dict, result, *, lo: float = 0.2, hi: float = 0.9,

@@ -276,3 +276,15 @@ def test_guard_context_manager_reports_the_blocks_result(stub):
         decision.result = {"version": "1.2.3"}
     reports = [r[3] for r in stub.requests if r[1].endswith("/execution")]
     assert reports == [{"result": {"version": "1.2.3"}}]
+
+
+def test_a_per_run_prompt_is_asked_for_that_run_and_not_cached(stub):
+    body = {"name": "support-reply", "version": 5, "label": "production", "kind": "chat",
+            "template": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "{ticket}"}]}
+    stub.script = [(200, {"ETag": '"v5"'}, body)]
+    console = console_for(stub)
+    prompt = console.get_prompt("support-reply", run="ab" * 16)
+    console.get_prompt("support-reply", run="cd" * 16)
+    assert prompt.messages == body["template"] and prompt.template == "Be kind.\n\n{ticket}"
+    assert parse_qs(urlparse(stub.requests[0][1]).query)["run"] == ["ab" * 16]
+    assert all("If-None-Match" not in r[2] for r in stub.requests)

@@ -1,0 +1,100 @@
+"""The demo fleet: a smoke run against the real console, talking only over HTTP."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from agents.fleet import AGENT_TYPES, Fleet
+from approvals.models import ApprovalRequest
+from tests import factories
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_fleet_and_the_client_import_without_django():
+    code = ("import sys, agents.fleet, agents.client; "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('django', 'approvals', 'traces', 'console')]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_unknown_agent_names_are_refused():
+    with pytest.raises(ValueError, match="billing-bot"):
+        Fleet("http://127.0.0.1:9", {"billing-bot": "aoc_x"})
+
+
+def keys_for(names):
+    keys = {}
+    for name in names:
+        _key, keys[name] = factories.make_key(factories.make_agent(name))
+    return keys
+
+
+def run_until(fleet, done, limit_s=90):
+    """Run the fleet until ``done()`` holds (or the limit passes), then stop it and flush its spans."""
+    fleet.start()
+    try:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not done():
+            time.sleep(0.5)
+    finally:
+        fleet.stop()
+
+
+def test_a_fleet_smoke_run_produces_runs_spans_and_approval_requests(asgi_server):
+    from traces.models import Run, Span
+
+    keys = keys_for(AGENT_TYPES)
+    fleet = Fleet(asgi_server.url, keys, rate=8, seed=7)
+
+    def done():
+        agents_with_runs = Run.objects.values("agent__name").distinct().count()
+        return agents_with_runs == len(keys) and ApprovalRequest.objects.exists()
+
+    run_until(fleet, done)
+    assert set(Run.objects.values_list("agent__name", flat=True)) == set(keys)
+    assert ApprovalRequest.objects.exists()
+    kinds = set(Span.objects.values_list("kind", flat=True))
+    assert {"agent", "llm", "tool"} <= kinds
+    llm = list(Span.objects.filter(kind="llm"))
+    assert all(s.input_tokens > 0 and s.output_tokens > 0 and s.model for s in llm)
+    assert max(len(s.input_text) for s in llm) > 1000  # plausible prompts, not placeholders
+    assert sum(s["errors"] for s in fleet.stats().values()) == 0, fleet.stats()
+
+
+def test_refunds_above_500_ask_approval_with_risk_high_on_the_customer(asgi_server):
+    keys = keys_for(["support-bot"])
+    fleet = Fleet(asgi_server.url, keys, rate=10, seed=3, mischief=False)
+    run_until(fleet, lambda: ApprovalRequest.objects.filter(action="refund").exists())
+    refund = ApprovalRequest.objects.filter(action="refund").first()
+    assert refund.risk == "high" and refund.arguments["amount"] > 500
+    assert refund.resource.startswith("crm:customer:") and refund.trace_id
+
+
+def test_a_fleet_survives_a_console_that_is_down():
+    fleet = Fleet("http://127.0.0.1:9", {"researcher": "aoc_x"}, rate=20, seed=1)
+    for agent in fleet.agents:
+        agent.console.max_retries = 0
+    fleet.start()
+    time.sleep(2)
+    assert all(t.is_alive() for t in fleet._threads)
+    fleet.stop(timeout=30)
+    assert not any(t.is_alive() for t in fleet._threads)
+
+
+def test_simulate_command_runs_the_fleet_against_a_console(asgi_server):
+    from traces.models import Run
+
+    keys = keys_for(["deploy-bot"])
+    call_command("simulate", url=asgi_server.url, key=[f"deploy-bot={keys['deploy-bot']}"], rate=20,
+                 duration=4, seed=2)
+    assert Run.objects.filter(agent__name="deploy-bot").exists()
+
+
+def test_simulate_command_refuses_a_malformed_key():
+    with pytest.raises(CommandError, match="AGENT=KEY"):
+        call_command("simulate", url="http://127.0.0.1:9", key=["support-bot"], duration=1)
