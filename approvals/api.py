@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Router, Schema
 from ninja import Status as Reply
 from ninja.errors import HttpError
 from pydantic import field_validator
@@ -218,10 +218,11 @@ async def _wait_until_decided(agent, pk: int, wait: float) -> ApprovalRequest | 
 
 @router.get("/approvals/{approval_id}", auth=async_agent_auth, response={200: ApprovalOut, 404: ErrorOut},
             url_name="approvals_detail", summary="A request's state; wait up to N seconds for the decision")
-async def get_approval(request, approval_id: int,
-                       wait: float = Query(0, ge=0, description="seconds to hold until decided (at most 60)")):
+async def get_approval(request, approval_id: int, wait: float = 0):
     """Without `wait`, answers at once. With `wait`, answers as soon as the request is decided or expires,
     or after `wait` seconds (capped at 60) with `status: pending`. Holding costs no thread."""
+    if wait < 0 or wait != wait:
+        raise _field_error("wait", "seconds to wait, 0 to 60")
     req = await _wait_until_decided(request.agent, approval_id, min(float(wait), MAX_WAIT_S))
     if req is None:
         return Reply(404, {"detail": "No such approval request for this agent."})
