@@ -1,0 +1,109 @@
+"""The canary guard, both directions, with a fixed clock."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+
+from agents import jobs, services
+from agents.models import CanaryOutcome, CanaryVerdict, LabelMove, PromptLabel
+from console.models import AuditEntry
+from tests import factories
+from tests.agents.test_prompt_fixtures import add_decisions, add_version, make_prompt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(admin_user, fixed_now, settings):
+    settings.PROMPTS_CANARY_MIN_SAMPLE = 20
+    owner = factories.make_user(None, username="owner")
+    prompt = make_prompt(owners=[owner])
+    v1 = prompt.versions.get()
+    v2 = add_version(prompt, "Be generous with refunds for {ticket}.")
+    services.move_label(prompt=prompt, label="production", version=v1, actor=admin_user)
+    services.move_label(prompt=prompt, label="canary", version=v2, actor=admin_user, share=10)
+    LabelMove.objects.update(created_at=fixed_now - timedelta(hours=2))
+    return prompt, v1, v2
+
+
+def test_a_significantly_worse_canary_is_rolled_back_and_owners_told(setup, fixed_now,
+                                                                    django_capture_on_commit_callbacks):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=8, reject=14, at=fixed_now - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 1, "suggested": 0}
+    assert not PromptLabel.objects.filter(prompt=prompt, name="canary").exists()
+    verdict = CanaryVerdict.objects.get()
+    assert verdict.outcome == CanaryOutcome.ROLLED_BACK and verdict.version == v2
+    assert "8/22 approved" in verdict.summary and "45/50" in verdict.summary
+    entry = AuditEntry.objects.filter(action="prompt.label_rolled_back").get()
+    assert entry.actor == "system:canary-guard"
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["owner@example.test"]
+    assert "Rolled back" in mail.outbox[0].subject
+    # production still answers everyone
+    assert services.resolve_prompt(name=prompt.name, caller="key:any").version == v1
+
+
+def test_the_guard_is_idempotent(setup, fixed_now, django_capture_on_commit_callbacks):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=8, reject=14, at=fixed_now - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.guard_canaries(now=fixed_now)
+        assert jobs.guard_canaries(now=fixed_now + timedelta(minutes=1)) == {"rolled_back": 0, "suggested": 0}
+    assert CanaryVerdict.objects.count() == 1 and len(mail.outbox) == 1
+    assert LabelMove.objects.filter(is_rollback=True).count() == 1
+
+
+def test_a_significantly_better_canary_is_suggested_for_promotion_not_promoted(setup, fixed_now,
+                                                                              django_capture_on_commit_callbacks):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=25, reject=25, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=21, reject=1, at=fixed_now - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 0, "suggested": 1}
+        assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 0, "suggested": 0}
+    assert CanaryVerdict.objects.get().outcome == CanaryOutcome.PROMOTION_SUGGESTED
+    labels = dict(PromptLabel.objects.filter(prompt=prompt).values_list("name", "version__number"))
+    assert labels == {"production": 1, "canary": 2}
+
+
+def test_below_the_minimum_sample_nothing_happens(setup, fixed_now):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=1, reject=18, at=fixed_now - timedelta(hours=1))  # 19 < 20
+    assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 0, "suggested": 0}
+    assert PromptLabel.objects.filter(prompt=prompt, name="canary").exists()
+
+
+def test_a_difference_within_noise_is_left_alone(setup, fixed_now):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=40, reject=10, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=16, reject=6, at=fixed_now - timedelta(hours=1))
+    assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 0, "suggested": 0}
+    assert not CanaryVerdict.objects.exists()
+
+
+def test_decisions_after_now_are_not_counted(setup, fixed_now):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=8, reject=14, at=fixed_now + timedelta(hours=1))
+    assert jobs.guard_canaries(now=fixed_now) == {"rolled_back": 0, "suggested": 0}
+
+
+def test_a_canary_moved_by_an_admin_meanwhile_is_not_touched(setup, fixed_now, admin_user):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=8, reject=14, at=fixed_now - timedelta(hours=1))
+    from agents.prompts import canary
+
+    label = PromptLabel.objects.select_related("prompt", "version").get(name="canary")
+    production = PromptLabel.objects.select_related("version").get(name="production")
+    v3 = add_version(prompt, "v3 {ticket}")
+    services.move_label(prompt=prompt, label="canary", version=v3, actor=admin_user, share=10)
+    details = canary.evaluate(label, production, now=fixed_now)
+    assert canary._roll_back(label, production, details, fixed_now) == 0
+    assert PromptLabel.objects.get(name="canary").version == v3
+    assert not CanaryVerdict.objects.exists()
