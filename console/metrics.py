@@ -7,7 +7,8 @@ Two sources:
 - gauges read from the database at scrape time (queue depth, runs in flight,
   escalations, failed notifications, open incidents), which are right however
   many processes and hosts run the console. Apps register these with
-  ``register_db_gauges(fn)``; ``fn()`` yields ``(name, help, labels, rows)``.
+  ``register_db_gauges(fn)``; ``fn()`` yields ``(name, help, labels, rows)`` or
+  ``(name, help, labels, rows, "counter")`` for totals kept in tables.
 """
 
 import logging
@@ -22,7 +23,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ class DatabaseCollector:
             except Exception:  # noqa: BLE001 - a broken source must not break the scrape
                 log.warning("metrics source %s failed", getattr(source, "__name__", source), exc_info=True)
                 continue
-            for name, help_text, labels, values in rows:
-                family = GaugeMetricFamily(name, help_text, labels=labels)
+            for name, help_text, labels, values, *kind in rows:
+                family_class = CounterMetricFamily if kind == ["counter"] else GaugeMetricFamily
+                family = family_class(name, help_text, labels=labels)
                 for label_values, value in values:
                     family.add_metric([str(v) for v in label_values], float(value))
                 yield family

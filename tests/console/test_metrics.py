@@ -36,3 +36,41 @@ def test_database_gauges_appear_and_a_broken_source_is_skipped(client):
         metrics._DB_GAUGES.remove(good)
         metrics._DB_GAUGES.remove(broken)
     assert 'console_test_depth{queue="payments"} 3.0' in body
+
+
+def _families(body: str) -> set[str]:
+    return {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")}
+
+
+def test_metrics_after_known_activity(client, fixed_now):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.models import ApprovalRequest, Delivery, EscalationFiring, Queue
+    from tests import factories
+    from traces.models import Run
+
+    agent = factories.make_agent("metered-bot")
+    Run.objects.create(trace_id="a" * 32, agent=agent, status="running")
+    Run.objects.create(trace_id="b" * 32, agent=agent, status="ok")
+    queue = Queue.objects.create(name="payments")
+    now = timezone.now()
+    common = {"agent": agent, "action": "refund", "arguments": {}, "arguments_digest": "0" * 64, "queue": queue}
+    ApprovalRequest.objects.create(risk="high", status="pending", due_at=now + timedelta(minutes=30), **common)
+    late = ApprovalRequest.objects.create(risk="high", status="pending", due_at=now - timedelta(minutes=1),
+                                          breached_at=now, **common)
+    ApprovalRequest.objects.create(risk="low", status="approved", due_at=now, **common)
+    firing = EscalationFiring.objects.create(request=late, level=0, repeat=0, fired_at=now)
+    Delivery.objects.create(request=late, firing=firing, channel="webhook", recipient="http://127.0.0.1:9/x",
+                            title="t", status="failed", next_attempt_at=now)
+
+    body = client.get("/metrics").content.decode()
+    assert 'console_runs_in_flight{agent="metered-bot"} 1.0' in body
+    assert 'console_approval_queue_depth{queue="payments",risk="high"} 2.0' in body
+    assert 'risk="low"' not in body  # decided requests are not in the queue
+    assert 'console_approval_overdue{queue="payments"} 1.0' in body
+    assert 'console_sla_breaches_total{queue="payments"} 1.0' in body
+    assert 'console_escalations_fired_total{queue="payments"} 1.0' in body
+    assert 'console_notifications_failed_total{channel="webhook"} 1.0' in body
+
