@@ -52,6 +52,8 @@ def start_fleet(base_url: str, stdout, *, rate: float = 1.0, healthz_timeout_s: 
     if not wait_for_healthz(base_url, timeout_s=healthz_timeout_s):
         stdout.write(f"Demo fleet: {base_url}/healthz did not answer 200 in {healthz_timeout_s:.0f}s; "
                      "starting anyway, the agents retry.\n")
+    # One line per fleet request would drown the server's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     fleet = Fleet(base_url, dict(DEMO_KEYS), rate=rate)
     fleet.start()
     stdout.write(f"Demo fleet: {', '.join(DEMO_KEYS)} are working against {base_url}\n")

@@ -183,16 +183,23 @@ class Console:
         answer = self._request("POST", "/api/v1/approvals", json=body, headers=headers).json()
         decision = Decision.from_body(answer, requested=arguments)
         if wait and decision.pending:
-            decision = self.wait_for_decision(decision.id, timeout=wait_timeout, requested=arguments)
+            decision = self.wait_for_decision(decision, timeout=wait_timeout)
         return decision
 
     def get_approval(self, approval_id, *, requested: dict | None = None) -> Decision:
         """The request's state now."""
         return Decision.from_body(self._request("GET", f"/api/v1/approvals/{approval_id}").json(), requested)
 
-    def wait_for_decision(self, approval_id, *, timeout: float | None = None,
+    def wait_for_decision(self, approval, *, timeout: float | None = None,
                           requested: dict | None = None) -> Decision:
-        """Hold ``?wait=`` requests (≤ 60 s each) until decided or ``timeout`` s; may return pending."""
+        """Hold ``?wait=`` requests (≤ 60 s each) until decided or ``timeout`` s; may return pending.
+
+        ``approval`` is a Decision (its requested arguments are kept) or an id.
+        """
+        if isinstance(approval, Decision):
+            approval_id, requested = approval.id, approval.requested_arguments if requested is None else requested
+        else:
+            approval_id = approval
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             chunk = MAX_WAIT_CHUNK_S
@@ -342,17 +349,18 @@ def _check(response: httpx.Response) -> httpx.Response:
 
 
 def _prompt_ref(prompt) -> dict | None:
+    """``{"name", "version"}`` for the approval, or None: a built-in fallback has no console version."""
     if prompt is None:
         prompt = current_prompt()
         if prompt is None:
             return None
     if isinstance(prompt, Prompt):
-        if prompt.version is None:
-            return {"name": prompt.name}
-        return {"name": prompt.name, "version": str(prompt.version)}
-    if isinstance(prompt, dict):
-        return {k: (str(v) if k == "version" else v) for k, v in prompt.items() if v is not None}
-    raise TypeError("prompt must be a Prompt, a dict with name and version, or None")
+        prompt = {"name": prompt.name, "version": prompt.version}
+    if not isinstance(prompt, dict):
+        raise TypeError("prompt must be a Prompt, a dict with name and version, or None")
+    if not prompt.get("name") or prompt.get("version") is None:
+        return None
+    return {"name": prompt["name"], "version": str(prompt["version"])}
 
 
 def _prompt_from_body(name: str, label: str, body: dict) -> Prompt:

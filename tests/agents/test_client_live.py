@@ -211,3 +211,43 @@ def test_guard_does_not_run_for_a_paused_agent(live_agent):
             calls.append(1)
     assert calls == []
     assert ApprovalRequest.objects.get(agent=live_agent.agent).executed_at is None
+
+
+# --- the README example ------------------------------------------------------------------------
+
+
+def test_the_readme_example_runs_as_written_and_gets_the_reviewers_edit(asgi_server, boss):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from traces.models import Run
+
+    agent = factories.make_agent("billing-bot")
+    _key, plain = factories.make_key(agent)
+    env = {**os.environ, "CONSOLE_URL": asgi_server.url, "CONSOLE_KEY": plain}
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the client needs no Django
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "agents.client.example"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(1200):
+            req = ApprovalRequest.objects.filter(agent=agent, action="refund").first()
+            if req or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert req is not None, proc.communicate()[0]
+        approval_services.decide_request(request_id=req.pk, reviewer=boss, verdict="modify", reason="cap",
+                                         arguments={**req.arguments, "amount": 650})
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "refunded 650 EUR (edited by the reviewer)" in out
+    assert "note: {'ticket': 'T-100017', 'saved': 34}" in out
+    req.refresh_from_db()
+    assert req.execution_result == {"refund_id": "RF-1", "amount": 650}
+    run = Run.objects.get(agent=agent)
+    assert run.task == "Refund a damaged espresso machine" and req.trace_id == run.trace_id

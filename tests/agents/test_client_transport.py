@@ -288,3 +288,10 @@ def test_a_per_run_prompt_is_asked_for_that_run_and_not_cached(stub):
     assert prompt.messages == body["template"] and prompt.template == "Be kind.\n\n{ticket}"
     assert parse_qs(urlparse(stub.requests[0][1]).query)["run"] == ["ab" * 16]
     assert all("If-None-Match" not in r[2] for r in stub.requests)
+
+
+def test_a_fallback_prompt_without_a_version_is_not_sent_with_the_approval(stub):
+    stub.script = [(201, {}, approval("approved"))]
+    with use_prompt("support-reply"):
+        console_for(stub).request_approval("refund", {"amount": 1}, "low")
+    assert "prompt" not in stub.requests[0][3]
