@@ -245,12 +245,14 @@ class CanaryOutcome(models.TextChoices):
 
 
 class CanaryVerdict(models.Model):
-    """What the canary guard concluded about one canary version; at most one row per outcome."""
+    """What the canary guard concluded about a canary; at most one row per outcome and canary stint."""
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="canary_verdicts")
     version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, related_name="canary_verdicts")
     baseline = models.ForeignKey(PromptVersion, null=True, on_delete=models.SET_NULL, related_name="+")
     outcome = models.CharField(max_length=20, choices=CanaryOutcome.choices)
+    started_by = models.ForeignKey(LabelMove, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="the label move that began this canary stint")
     summary = models.TextField()
     details = models.JSONField(default=dict)
     created_at = models.DateTimeField()
@@ -259,7 +261,9 @@ class CanaryVerdict(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["version", "outcome"], name="canary_verdict_once"),
+            # One verdict of each kind per canary stint: re-running the guard, or two workers, add nothing;
+            # putting the version on canary again starts a new stint that is judged afresh.
+            models.UniqueConstraint(fields=["started_by", "outcome"], name="canary_verdict_once_per_stint"),
         ]
 
     def __str__(self):

@@ -112,7 +112,7 @@ def version_detail(request, name, number):
         "compare_to": compare_to, "all_versions": prompt.versions.order_by("-number"),
         "feedback": feedback[:200], "category": category, "categories": categories,
         "labels": [lab.name for lab in prompt.labels.filter(version=version)],
-        "answers": version.addressed_feedback.count(),
+        "answers": version.addressed_feedback.count(), "runs": scorecard.recent_runs(version),
     })
 
 

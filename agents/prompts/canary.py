@@ -6,7 +6,6 @@ from datetime import datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Min
 
 from agents.models import CanaryOutcome, CanaryVerdict, LabelMove, LabelName, PromptLabel
 from agents.prompts import scorecard, stats
@@ -26,20 +25,28 @@ class _Abort(Exception):
     pass
 
 
-def canary_started_at(label: PromptLabel) -> datetime:
-    first = LabelMove.objects.filter(prompt=label.prompt_id, label=LabelName.CANARY,
-                                     to_version=label.version_id).aggregate(t=Min("created_at"))["t"]
-    return first or label.updated_at
+def stint_start(label: PromptLabel) -> LabelMove | None:
+    """The move that began the canary's current stint on its version (later share changes continue it)."""
+    start = None
+    for move in LabelMove.objects.filter(prompt=label.prompt_id, label=LabelName.CANARY).order_by("-id"):
+        if move.to_version_id != label.version_id:
+            break
+        start = move
+    return start
 
 
 def evaluate(label: PromptLabel, production: PromptLabel, *, now: datetime) -> dict | None:
-    """Compare the canary's decisions with production's; None until both reach the minimum sample.
+    """Compare the canary's decisions since its stint began with production's; None until both
+    reach the minimum sample.
 
-    Production is measured over the canary's lifetime when it has enough decisions there
-    (same traffic, same period), else over all its decisions.
+    Production is measured over the same period when it has enough decisions there (same
+    traffic, same time), else over all its decisions.
     """
-    since = canary_started_at(label)
-    ck, cn = scorecard.approval_counts(scorecard.decision_counts(label.version, until=now))
+    start = stint_start(label)
+    if start is None:
+        return None
+    since = start.created_at
+    ck, cn = scorecard.approval_counts(scorecard.decision_counts(label.version, since=since, until=now))
     pk_, pn = scorecard.approval_counts(scorecard.decision_counts(production.version, since=since, until=now))
     window = "since the canary started"
     if pn < min_sample():
@@ -49,7 +56,8 @@ def evaluate(label: PromptLabel, production: PromptLabel, *, now: datetime) -> d
         return None
     result = stats.two_proportion_z(ck, cn, pk_, pn)
     p = result[1] if result else 1.0
-    details = {"canary": {"version": label.version.number, "approved": ck, "decided": cn},
+    details = {"stint_started_by": start.pk,
+               "canary": {"version": label.version.number, "approved": ck, "decided": cn},
                "production": {"version": production.version.number, "approved": pk_, "decided": pn,
                               "window": window},
                "p_value": p, "alpha": scorecard.ALPHA}
@@ -67,10 +75,9 @@ def evaluate(label: PromptLabel, production: PromptLabel, *, now: datetime) -> d
 
 
 def _incident_check(label, production, since, now) -> dict | None:
-    c_inc = scorecard.incident_count(label.version, since=None, until=now)
-    if c_inc is None:
+    if scorecard.incident_count(label.version, since=since, until=now) is None:
         return None
-    c_card = scorecard.build_scorecard(label.version, until=now).metrics.get("incidents")
+    c_card = scorecard.build_scorecard(label.version, since=since, until=now).metrics.get("incidents")
     p_card = scorecard.build_scorecard(production.version, since=since, until=now).metrics.get("incidents")
     if not c_card or not p_card or c_card.n < min_sample() or p_card.n < min_sample():
         return {"significantly_worse": False}
@@ -80,7 +87,7 @@ def _incident_check(label, production, since, now) -> dict | None:
 
 
 def guard_canaries(*, now: datetime) -> dict:
-    """Check every canary once. Idempotent: a verdict row (unique per version and outcome) and a
+    """Check every canary once. Idempotent: a verdict row (unique per canary stint and outcome) and a
     conditional label removal make a second run, or a concurrent worker, a no-op."""
     done = {"rolled_back": 0, "suggested": 0}
     canaries = PromptLabel.objects.filter(name=LabelName.CANARY, share__gt=0).select_related("prompt", "version")
@@ -104,6 +111,7 @@ def _roll_back(label, production, details, now) -> int:
     try:
         with transaction.atomic():
             verdict = CanaryVerdict.objects.create(prompt=label.prompt, version=label.version,
+                                                   started_by_id=details["stint_started_by"],
                                                    baseline=production.version, outcome=CanaryOutcome.ROLLED_BACK,
                                                    summary=summary, details=details, created_at=now)
             move = remove_label(prompt=label.prompt, label=LabelName.CANARY, actor=GUARD_ACTOR, reason=summary,
@@ -121,6 +129,7 @@ def _suggest(label, production, details, now) -> int:
     try:
         with transaction.atomic():
             verdict = CanaryVerdict.objects.create(prompt=label.prompt, version=label.version,
+                                                   started_by_id=details["stint_started_by"],
                                                    baseline=production.version,
                                                    outcome=CanaryOutcome.PROMOTION_SUGGESTED,
                                                    summary=summary, details=details, created_at=now)

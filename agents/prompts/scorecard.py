@@ -107,6 +107,16 @@ def _runs_of(version: PromptVersion, since, until):
     return list(runs.order_by("-id").values_list("status", "cost", "duration_ms")[:MAX_RUNS])
 
 
+def recent_runs(version: PromptVersion, limit: int = 20) -> list:
+    """The newest runs whose spans named this version (empty without the traces app)."""
+    try:
+        Run = apps.get_model("traces", "Run")
+    except LookupError:
+        return []
+    return list(Run.objects.filter(prompt_name=version.prompt.name, prompt_version=str(version.number))
+                .order_by("-id")[:limit])
+
+
 def incident_count(version: PromptVersion, since=None, until=None) -> int | None:
     """Incidents naming this version, or None when no incidents model (with prompt fields) exists."""
     for app_label in ("traces", "console", "approvals"):

@@ -103,3 +103,9 @@ def test_agent_key_cannot_move_labels(client, prompt, agent_headers):
     # and there is no API route that moves labels
     for method in ("post", "put", "patch", "delete"):
         assert getattr(client, method)(URL, **agent_headers).status_code == 405
+
+
+def test_the_endpoint_is_in_the_openapi_document(client):
+    op = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/prompts/{name}"]["get"]
+    assert {"200", "304", "404"} <= set(op["responses"])
+    assert {p["name"] for p in op["parameters"]} == {"name", "label", "run"}

@@ -101,9 +101,26 @@ def test_a_canary_moved_by_an_admin_meanwhile_is_not_touched(setup, fixed_now, a
 
     label = PromptLabel.objects.select_related("prompt", "version").get(name="canary")
     production = PromptLabel.objects.select_related("version").get(name="production")
+    details = canary.evaluate(label, production, now=fixed_now)  # the guard has read the canary...
     v3 = add_version(prompt, "v3 {ticket}")
-    services.move_label(prompt=prompt, label="canary", version=v3, actor=admin_user, share=10)
-    details = canary.evaluate(label, production, now=fixed_now)
+    services.move_label(prompt=prompt, label="canary", version=v3, actor=admin_user, share=10)  # ...then this
     assert canary._roll_back(label, production, details, fixed_now) == 0
     assert PromptLabel.objects.get(name="canary").version == v3
     assert not CanaryVerdict.objects.exists()
+
+
+def test_a_share_change_continues_the_stint_and_a_new_canary_is_judged_afresh(setup, fixed_now, admin_user):
+    prompt, v1, v2 = setup
+    add_decisions(v1, approve=45, reject=5, at=fixed_now - timedelta(hours=1))
+    add_decisions(v2, approve=8, reject=14, at=fixed_now - timedelta(hours=1))
+    services.move_label(prompt=prompt, label="canary", version=v2, actor=admin_user, share=20)
+    LabelMove.objects.filter(share=20).update(created_at=fixed_now - timedelta(minutes=90))
+    assert jobs.guard_canaries(now=fixed_now)["rolled_back"] == 1  # the share change did not reset the window
+    # An Admin tries v2 again later: its old rejections belong to the old stint.
+    later = fixed_now + timedelta(days=1)
+    services.move_label(prompt=prompt, label="canary", version=v2, actor=admin_user, share=10)
+    LabelMove.objects.filter(pk=LabelMove.objects.latest("id").pk).update(created_at=later - timedelta(hours=2))
+    assert jobs.guard_canaries(now=later) == {"rolled_back": 0, "suggested": 0}
+    add_decisions(v2, approve=5, reject=17, at=later - timedelta(hours=1))
+    assert jobs.guard_canaries(now=later) == {"rolled_back": 1, "suggested": 0}
+    assert CanaryVerdict.objects.filter(version=v2, outcome=CanaryOutcome.ROLLED_BACK).count() == 2

@@ -153,3 +153,20 @@ def test_the_rate_view_records_a_rating_and_returns_to_the_page(agent, operator_
     assert evil["Location"] == "/prompts/"
     assert clients_by_role["none"].post("/prompts/rate/", {"trace_id": run.trace_id,
                                                            "thumb": "up"}).status_code == 403
+
+
+def test_the_rate_view_answers_htmx_with_a_fragment(agent, reviewer_client):
+    make_prompt()
+    run = make_run(agent, prompt_version="")
+    response = reviewer_client.post("/prompts/rate/", {"trace_id": run.trace_id, "thumb": "up"},
+                                    HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and b"carries no prompt version" in response.content
+    assert b"<html" not in response.content
+
+
+def test_version_page_lists_the_runs_that_used_it(agent, reviewer_client):
+    make_prompt()
+    run = make_run(agent)
+    make_run(agent, trace_id="99" * 16, prompt_version="")
+    html = reviewer_client.get("/prompts/support-reply/v1/").content.decode()
+    assert f'href="/runs/{run.trace_id}/"' in html and "99" * 16 not in html
