@@ -199,3 +199,5 @@ class RedactionRule(models.Model):
 
 def max_text_chars() -> int:
     return getattr(settings, "TRACE_MAX_TEXT_CHARS", 32 * 1024)
+
+from traces.incident_models import *  # noqa: E402,F401,F403 - watchers tables (traces/watchers), kept in their own module
