@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0003_canary_verdict_per_stint'),
+        ('agents', '0001_initial'),
         ('approvals', '0001_initial'),
         ('traces', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
