@@ -8,6 +8,7 @@ only over HTTP (OTLP, approvals API, prompts API), never the database.
 """
 
 import logging
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,8 +42,12 @@ def seed(stdout) -> None:
     stdout.write(f"Demo agents: {', '.join(n for n, _ in DEMO_AGENTS)} (fresh keys for the fleet)")
 
 
-def start_fleet(base_url: str, stdout, *, rate: float = 1.0, healthz_timeout_s: float = HEALTHZ_TIMEOUT_S) -> None:
-    """Wait for ``/healthz``, then run the demo fleet until the process exits (call it in a daemon thread)."""
+def start_fleet(base_url: str, stdout, *, rate: float = 1.0, healthz_timeout_s: float = HEALTHZ_TIMEOUT_S,
+                until: threading.Event | None = None) -> None:
+    """Wait for ``/healthz``, then run the demo fleet until the process exits (call it in a daemon thread).
+
+    With ``until``, the fleet stops (and flushes its spans) once that event is set.
+    """
     from agents.fleet import Fleet
 
     base_url = _reachable_url(base_url)
@@ -57,7 +62,11 @@ def start_fleet(base_url: str, stdout, *, rate: float = 1.0, healthz_timeout_s: 
     fleet = Fleet(base_url, dict(DEMO_KEYS), rate=rate)
     fleet.start()
     stdout.write(f"Demo fleet: {', '.join(DEMO_KEYS)} are working against {base_url}\n")
-    fleet.stop_event.wait()  # daemon thread: ends with the process
+    if until is None:
+        fleet.stop_event.wait()  # daemon thread: ends with the process
+        return
+    until.wait()
+    fleet.stop()
 
 
 def wait_for_healthz(base_url: str, *, timeout_s: float) -> bool:
