@@ -86,7 +86,8 @@ def my_queue(request):
     queue_ids = decidable_queue_ids(request.user)
     mark_decidable(request.user, items, queue_ids)
     context = {"requests": items, "next_cursor": _cursor(items[-1]) if more else "", "ctx": "queue"}
-    if request.htmx and cursor:
+    if request.htmx and (cursor or request.GET.get("rows")):
+        # Later pages, and the first page again after a websocket reconnect (pushes may have been missed).
         return render(request, "approvals/partials/queue_rows.html", context)
     if queue_ids is None:
         topics = ["approvals"]
@@ -110,7 +111,12 @@ def card(request, pk):
         return HttpResponse("")
     if ctx == "queue" and not services.may_decide(request.user, req):
         return HttpResponse("")
-    return HttpResponse(card_html(request, req, ctx=ctx))
+    html = card_html(request, req, ctx=ctx)
+    if ctx == "detail" and not req.is_pending:
+        # Someone decided while this page was open: the decision form goes too, saying who.
+        conflict = "" if req.decided_by_id == request.user.pk else str(services.AlreadyDecided(req))
+        html += _decision_section(request, req, conflict=conflict, oob=True)
+    return HttpResponse(html)
 
 
 # --- the decision page --------------------------------------------------------------------------
@@ -145,11 +151,11 @@ def detail(request, pk):
     return _detail(request, services.get_request_for(request.user, pk))
 
 
-def _decision_section(request, req, *, form=None, conflict: str = "") -> str:
+def _decision_section(request, req, *, form=None, conflict: str = "", oob: bool = False) -> str:
     mark_decidable(request.user, [req])
     form = form or DecisionForm(initial={"arguments": _initial_arguments(req)})
     return render_to_string("approvals/partials/decision_form.html",
-                            {"req": req, "form": form, "conflict": conflict}, request=request)
+                            {"req": req, "form": form, "conflict": conflict, "oob": oob}, request=request)
 
 
 @require_POST

@@ -25,6 +25,18 @@
     var changed = sorted.some(function (card, i) { return card !== cards[i]; });
     if (changed) { sorted.forEach(function (card) { list.appendChild(card); }); }
   }
+  // After a websocket reconnect, pushes may have been missed: fetch the first page of the list again.
+  document.addEventListener("htmx:wsOpen", function (event) {
+    var socketElt = event.target;
+    if (socketElt.getAttribute("data-opened") === "yes") {
+      var list = document.querySelector("[data-rows-url]");
+      if (list && window.htmx) {
+        window.htmx.ajax("GET", list.getAttribute("data-rows-url"), { target: list, swap: "innerHTML" });
+      }
+    }
+    socketElt.setAttribute("data-opened", "yes");
+  });
+
   document.addEventListener("htmx:afterSettle", function () {
     document.querySelectorAll("[data-sorted-list]").forEach(sortList);
   });

@@ -286,3 +286,18 @@ def test_agent_text_is_escaped_everywhere(reviewer_client, agent, queue):
         assert "<img src=x" not in html
         assert 'hx-get="/logout/"' not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_live_card_refetch_on_the_decision_page_removes_the_form_and_names_the_winner(reviewer, req, queue):
+    colleague = factories.make_user(Role.REVIEWER, username="carl")
+    queue.members.add(colleague)
+    services.decide_request(request_id=req.pk, reviewer=reviewer, verdict="approve")
+    html = login(colleague).get(f"/approvals/{req.pk}/card/?ctx=detail", **HTMX).content.decode()
+    assert f'<section id="decide-{req.pk}" class="card decision" hx-swap-oob="true">' in html
+    assert "Already approved by rita" in html and 'data-key="a"' not in html
+
+
+def test_queue_rows_are_refetched_after_a_reconnect(reviewer_client, req):
+    html = reviewer_client.get("/approvals/?rows=1", **HTMX).content.decode()
+    assert html.strip().startswith(f'<article id="request-{req.pk}"')
+    assert 'id="approval-more" hx-swap-oob="true"' in html
