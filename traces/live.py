@@ -17,7 +17,8 @@ import asyncio
 import logging
 import threading
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from django.db import close_old_connections
 from django.db.models import Q
 from django.template.loader import render_to_string
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.25
 MAX_ROWS_PER_PUSH = 500  # beyond this the page catches up from its cursor over HTTP
+MAX_LIST_ROWS = 50  # runs-list rows per flush: the most recent dirty runs (a page shows about that many)
 
 _lock = threading.Lock()
 _dirty: dict[int, list[tuple[int, int]]] = {}  # run id -> seq ranges (lo, hi] not yet pushed
@@ -75,10 +77,41 @@ def _schedule() -> None:
     timer.start()
 
 
+async def watched_groups(groups: set[str]) -> set[str]:
+    """The groups that have at least one subscriber; all of them when the layer cannot tell.
+
+    Rendering is the expensive part of a push, so runs nobody watches are skipped.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return set()
+    try:
+        if hasattr(layer, "_group_key") and hasattr(layer, "consistent_hash"):  # channels_redis
+            ordered = sorted(groups)
+            counts = []
+            for group in ordered:
+                connection = layer.connection(layer.consistent_hash(group))
+                counts.append(await connection.zcard(layer._group_key(group)))
+            return {group for group, count in zip(ordered, counts) if count}
+        if isinstance(getattr(layer, "groups", None), dict):  # the in-memory layer
+            return {group for group in groups if layer.groups.get(group)}
+    except Exception:  # noqa: BLE001 - unknown: push to all
+        log.debug("could not read live group membership", exc_info=True)
+    return set(groups)
+
+
+def _groups_of(dirty) -> set[str]:
+    return {f"run-{run_id}" for run_id in dirty} | {"runs"}
+
+
 async def _flush_later() -> None:
     await asyncio.sleep(FLUSH_INTERVAL)
+    dirty = _take_dirty()
+    if not dirty:
+        return
     try:
-        messages = await sync_to_async(_collect_and_close, thread_sensitive=False)()
+        watched = await watched_groups(_groups_of(dirty))
+        messages = await sync_to_async(_collect_and_close, thread_sensitive=False)(dirty, watched)
     except Exception:  # noqa: BLE001 - live updates are best effort; the page catches up over HTTP
         log.warning("live flush failed", exc_info=True)
         return
@@ -87,8 +120,12 @@ async def _flush_later() -> None:
 
 
 def _flush_in_thread() -> None:
+    dirty = _take_dirty()
+    if not dirty:
+        return
     try:
-        messages = _collect_and_close()
+        watched = async_to_sync(watched_groups)(_groups_of(dirty))
+        messages = _collect_and_close(dirty, watched)
     except Exception:  # noqa: BLE001
         log.warning("live flush failed", exc_info=True)
         return
@@ -96,9 +133,9 @@ def _flush_in_thread() -> None:
         console_live.send_to_group(group, html)
 
 
-def _collect_and_close() -> list[tuple[str, str]]:
+def _collect_and_close(dirty, watched) -> list[tuple[str, str]]:
     try:
-        return collect()
+        return collect(dirty, watched)
     finally:
         close_old_connections()
 
@@ -112,18 +149,28 @@ def _take_dirty() -> dict[int, list[tuple[int, int]]]:
     return dirty
 
 
-def collect() -> list[tuple[str, str]]:
-    """Render the pending pushes: [(group, html)]. Clears the dirty set."""
+def collect(dirty: dict | None = None, watched: set[str] | None = None) -> list[tuple[str, str]]:
+    """Render pushes for ``dirty`` (default: take the pending ones) to the ``watched`` groups (default: all)."""
     from traces.models import Run, Span
 
-    dirty = _take_dirty()
+    if dirty is None:
+        dirty = _take_dirty()
     if not dirty:
+        return []
+    list_ids = set(sorted(dirty, reverse=True)[:MAX_LIST_ROWS]) if watched is None or "runs" in watched else set()
+    run_ids = {run_id for run_id in dirty if watched is None or f"run-{run_id}" in watched} | list_ids
+    if not run_ids:
         return []
     messages = []
     rows = []
-    runs = Run.objects.filter(pk__in=list(dirty)).select_related("agent")
+    runs = Run.objects.filter(pk__in=run_ids).select_related("agent").order_by("id")
     for run in runs:
         ranges = dirty[run.pk]
+        if run.pk in list_ids:
+            new = any(lo == 0 for lo, _hi in ranges)  # the run's first batch: new in the list
+            rows.append(render_to_string("traces/partials/run_row.html", {"run": run, "oob": "new" if new else True}))
+        if watched is not None and f"run-{run.pk}" not in watched:
+            continue
         if ranges:
             where = Q()
             for lo, hi in ranges:
@@ -133,11 +180,8 @@ def collect() -> list[tuple[str, str]]:
                 html = render_to_string("traces/partials/span_rows.html",
                                         {"spans": spans, "run_id": run.pk, "run": run, "oob": True})
                 messages.append((f"run-{run.pk}", html))
-        run_html = render_to_string("traces/partials/run_row.html", {"run": run, "oob": True})
-        messages.append((f"run-{run.pk}", run_html))
-        if any(lo == 0 for lo, _hi in ranges):  # the run's first batch: new in the list
-            run_html = render_to_string("traces/partials/run_row.html", {"run": run, "oob": "new"})
-        rows.append(run_html)
+        messages.append((f"run-{run.pk}", render_to_string("traces/partials/run_row.html",
+                                                           {"run": run, "oob": True})))
     if rows:
         messages.append(("runs", "".join(rows)))
     return messages

@@ -71,3 +71,48 @@ def test_run_topics_are_for_staff_only(reviewer, operator, admin_user, nobody):
         assert console_live.may_subscribe(user, "runs") and console_live.may_subscribe(user, "run-5")
     assert not console_live.may_subscribe(nobody, "runs")
     assert not console_live.may_subscribe(nobody, "run-5")
+
+
+def test_runs_nobody_watches_are_not_rendered(client, agent_key, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        helpers.post(client, helpers.protobuf_body(helpers.record_agent_run()), key=agent_key)
+    run = Run.objects.get()
+    messages = live.collect(watched={"runs"})
+    assert [group for group, _ in messages] == ["runs"]
+    with django_capture_on_commit_callbacks(execute=True):
+        helpers.post(client, helpers.protobuf_body(helpers.record_agent_run()), key=agent_key)
+    assert live.collect(watched=set()) == []
+    assert run.pk  # the first run's spans were never rendered for an empty run-<id> group
+
+
+def test_in_memory_layer_membership_is_read(settings):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    async_to_sync(layer.group_add)("run-77", "test-channel")
+    assert async_to_sync(live.watched_groups)({"run-77", "run-78", "runs"}) == {"run-77"}
+
+
+@pytest.mark.redis
+def test_redis_layer_membership_is_read(settings):
+    import os
+    import uuid
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [os.environ["REDIS_URL"]],
+                                                      "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
+    layer = get_channel_layer()
+
+    async def scenario():
+        await layer.group_add("run-91", "specific.test!channel")
+        try:
+            return await live.watched_groups({"run-91", "run-92", "runs"})
+        finally:
+            await layer.group_discard("run-91", "specific.test!channel")
+
+    assert async_to_sync(scenario)() == {"run-91"}
