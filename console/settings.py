@@ -291,7 +291,15 @@ CONSOLE_JOBS = {
     "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),
     "prompts-canary-guard": ("agents.jobs.guard_canaries", 60),
     "prompts-webhooks": ("agents.jobs.deliver_prompt_webhooks", 10),
+    "watchers-windows": ("traces.watchers.jobs.check_windows", 10),
+    "watchers-sweep": ("traces.watchers.jobs.sweep_streams", 30),
+    "watchers-baselines": ("traces.watchers.jobs.refresh_baselines", 300),
+    "watchers-decisions": ("traces.watchers.jobs.watch_decisions", 2),
+    "watchers-autonomy": ("traces.watchers.jobs.propose_autonomy", 300),
 }
+# Anomaly detectors on the ingest stream: background (a worker thread per process), inline, or off.
+# Off under pytest unless a test turns it on, so other apps' tests never race a watcher thread.
+WATCHERS_MODE = env("WATCHERS_MODE", "off" if TESTING else "background")
 # Decisions each of canary and production need before the canary guard judges a canary.
 PROMPTS_CANARY_MIN_SAMPLE = env_int("PROMPTS_CANARY_MIN_SAMPLE", 20)
 # Webhooks are signed with HMAC-SHA256 (header X-Console-Signature); empty: derived from SECRET_KEY.

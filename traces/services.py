@@ -22,7 +22,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from traces import live, pricing, redaction
+from traces import live, pricing, redaction, watchers
 from traces.models import Run, RunStatus, Span, SpanKind, SpanStatus, run_status
 from traces.otlp import SpanRecord
 
@@ -158,6 +158,7 @@ def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None)
             _store_generic(agent=agent, groups=groups, now=now, result=result)
         if result.run_ids:
             live.spans_ingested_on_commit(result.run_ids, result.seq_ranges)
+            watchers.spans_ingested_on_commit(result.run_ids, result.seq_ranges)  # anomaly detectors (traces/watchers)
     redaction.record_hits(hits)
     return result
 

@@ -130,6 +130,11 @@ def _route(req: ApprovalRequest, *, agent, now: datetime) -> None:
                                            arguments=req.arguments)
     req.matched_rule = rule
     outcome = rule.outcome if rule else rule_engine.unmatched_outcome(req.risk)
+    # traces.watchers: an incident's playbook may hold every action of this agent for a human until cleared.
+    from traces.watchers.services import agent_requires_human
+
+    if outcome == Outcome.ALLOW and agent_requires_human(agent.pk):
+        outcome = Outcome.ASK
     if outcome == Outcome.DENY:
         _decide_now(req, status=Status.REJECTED, decider=f"rule:{rule.name}",
                     reason=f"denied by rule {rule.name}", now=now)

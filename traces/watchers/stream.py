@@ -1,0 +1,284 @@
+"""Detectors on the ingest stream.
+
+Ingest hands over the run ids and the ``(lo, hi]`` seq range each batch wrote
+(:func:`spans_ingested_on_commit`, called after commit). A per-process worker
+thread coalesces them and, per dirty run, reads only the new spans and a bounded
+window of the run's latest spans through the ``(run, seq)`` index: never a scan
+of the spans table. ``settings.WATCHERS_MODE``: ``background`` (default),
+``inline`` (in the committing thread; tests) or ``off``.
+"""
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from traces.incident_models import DetectorKind, ResourceTouch
+from traces.models import Run, Span, SpanKind
+from traces.watchers import baselines, detectors
+from traces.watchers.detectors import Finding
+
+log = logging.getLogger(__name__)
+
+COALESCE_S = 0.05
+RESOURCE_ATTRIBUTES = ("resource", "console.resource")
+
+_cond = threading.Condition()
+_pending: dict[int, list[tuple[int, int]]] = {}
+_thread: threading.Thread | None = None
+_busy = False
+
+
+def mode() -> str:
+    return getattr(settings, "WATCHERS_MODE", "background")
+
+
+def spans_ingested_on_commit(run_ids, seq_ranges: dict | None = None) -> None:
+    """Called by ingest inside its transaction: look at these runs once it commits."""
+    if mode() == "off":
+        return
+    ids, ranges = list(run_ids), dict(seq_ranges or {})
+    transaction.on_commit(lambda: enqueue(ids, ranges), robust=True)
+
+
+def enqueue(run_ids, seq_ranges: dict) -> None:
+    if mode() == "inline":
+        process({run_id: [seq_ranges[run_id]] if run_id in seq_ranges else [] for run_id in run_ids})
+        return
+    global _thread
+    with _cond:
+        for run_id in run_ids:
+            _pending.setdefault(run_id, [])
+        for run_id, rng in seq_ranges.items():
+            _pending.setdefault(run_id, []).append(tuple(rng))
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_work, name="watchers-stream", daemon=True)
+            _thread.start()
+        _cond.notify()
+
+
+def _work() -> None:
+    global _busy
+    while True:
+        with _cond:
+            while not _pending:
+                _cond.wait()
+            _busy = True
+        time.sleep(COALESCE_S)  # let a burst of batches gather
+        with _cond:
+            batch = dict(_pending)
+            _pending.clear()
+        try:
+            process(batch)
+        except Exception:  # noqa: BLE001 - the periodic jobs catch up on anything missed
+            log.exception("watchers: stream check failed")
+        finally:
+            close_old_connections()
+            with _cond:
+                _busy = False
+                _cond.notify_all()
+
+
+def drain(timeout: float = 10.0) -> bool:
+    """Wait until the background worker has nothing pending (tests, benchmarks)."""
+    deadline = time.monotonic() + timeout
+    with _cond:
+        while _pending or _busy:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            _cond.wait(left)
+    return True
+
+
+# --- the checks -----------------------------------------------------------------------------------
+
+_RUN_COLUMNS = ("id", "trace_id", "agent_id", "span_count", "root_ended", "cost", "started_at", "prompt_name",
+                "prompt_version")
+_SPAN_COLUMNS = ("span_id", "kind", "tool_name", "tool_arguments", "attributes", "seq", "start_time")
+
+
+def process(batch: dict[int, list[tuple[int, int]]], *, now: datetime | None = None) -> list:
+    """Run the stream detectors over each run's new spans; returns the incidents opened."""
+    from traces.watchers import services
+
+    now = now or timezone.now()
+    opened = []
+    runs = Run.objects.filter(pk__in=list(batch)).values(*_RUN_COLUMNS)
+    for run in runs:
+        try:
+            for finding in check_run(run, batch.get(run["id"]) or [], now=now):
+                incident = services.open_incident(finding=finding, now=now)
+                if incident is not None:
+                    opened.append(incident)
+        except Exception:  # noqa: BLE001 - one bad run must not hide the others
+            log.exception("watchers: checking run %s failed", run["id"])
+    return opened
+
+
+def _new_spans(run_id: int, ranges) -> list[dict]:
+    if not ranges:
+        return []
+    where = Q()
+    for lo, hi in ranges:
+        where |= Q(seq__gt=lo, seq__lte=hi)
+    return list(Span.objects.filter(run_id=run_id).filter(where).order_by("seq").values(*_SPAN_COLUMNS)[:2000])
+
+
+def check_run(run: dict, ranges, *, now: datetime) -> list[Finding]:
+    new = _new_spans(run["id"], ranges)
+    findings = []
+    for check in (_check_runaway_spans, _check_run_cost):
+        finding = check(run)
+        if finding:
+            findings.append(finding)
+    if not ranges or any(s["kind"] == SpanKind.TOOL for s in new):  # no ranges: a catch-up sweep
+        finding = _check_loop(run)
+        if finding:
+            findings.append(finding)
+        findings += _check_resource_conflicts(run, new)
+    findings += _check_scores(run, new)
+    return findings
+
+
+def _run_key(run: dict) -> str:
+    return f"a{run['agent_id']}:run:{run['trace_id']}"
+
+
+def _check_loop(run: dict) -> Finding | None:
+    conf = detectors.settings_for(DetectorKind.LOOP, run["agent_id"])
+    if not conf.enabled:
+        return None
+    p = conf.params
+    repeats, max_cycle = int(p["repeats"]), int(p["max_cycle"])
+    window = max(int(p["window"]), repeats * max_cycle)
+    latest = list(Span.objects.filter(run_id=run["id"]).order_by("-seq")
+                  .values("span_id", "kind", "tool_name", "tool_arguments", "start_time", "seq")[:window])
+    tools = sorted((s for s in latest if s["kind"] == SpanKind.TOOL), key=lambda s: (s["start_time"], s["seq"]))
+    ignore = frozenset(p.get("ignore_keys") or [])
+    steps = [(detectors.step_signature(s["tool_name"], s["tool_arguments"], ignore), s["span_id"]) for s in tools]
+    loop = detectors.find_loop(steps, repeats=repeats, max_cycle=max_cycle)
+    if not loop:
+        return None
+    what = loop["pattern"][0] if len(loop["pattern"]) == 1 else " → ".join(loop["pattern"])
+    return Finding(kind=DetectorKind.LOOP, agent_id=run["agent_id"], dedupe_key=_run_key(run),
+                   run_id=run["id"], trace_id=run["trace_id"],
+                   title=f"Loop: {what[:200]} repeated {loop['repeats']} times",
+                   evidence={**loop, "observed": loop["repeats"], "threshold": repeats,
+                             "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]})
+
+
+def _check_runaway_spans(run: dict) -> Finding | None:
+    if run["root_ended"]:
+        return None
+    conf = detectors.settings_for(DetectorKind.RUNAWAY, run["agent_id"])
+    limit = int(conf.params["max_spans"])
+    if not conf.enabled or run["span_count"] <= limit:
+        return None
+    return Finding(kind=DetectorKind.RUNAWAY, agent_id=run["agent_id"], dedupe_key=_run_key(run),
+                   run_id=run["id"], trace_id=run["trace_id"],
+                   title=f"Runaway run: {run['span_count']} spans without finishing (limit {limit})",
+                   evidence={"observed": run["span_count"], "threshold": limit, "measure": "spans",
+                             "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]})
+
+
+def _check_run_cost(run: dict) -> Finding | None:
+    cost = float(run["cost"] or 0)
+    if cost <= 0:
+        return None
+    conf = detectors.settings_for(DetectorKind.RUN_COST, run["agent_id"])
+    if not conf.enabled:
+        return None
+    p = conf.params
+    limit, basis = None, {}
+    if p.get("max_cost") is not None:
+        limit, basis = float(p["max_cost"]), {"max_cost": float(p["max_cost"])}
+    base = baselines.get_baseline(run["agent_id"])
+    if base is not None and base.runs >= int(p["min_runs"]) and base.cost_p99 > 0:
+        relative = base.cost_p99 * float(p["k"])
+        if limit is None or relative < limit:
+            limit = relative
+        basis.update({"baseline_p99": base.cost_p99, "baseline_median": base.cost_median, "k": float(p["k"]),
+                      "baseline_runs": base.runs})
+    if limit is None or cost <= limit:
+        return None
+    return Finding(kind=DetectorKind.RUN_COST, agent_id=run["agent_id"], dedupe_key=_run_key(run),
+                   run_id=run["id"], trace_id=run["trace_id"],
+                   title=f"Run cost {cost:.4f} above {limit:.4f}",
+                   evidence={"observed": cost, "threshold": limit, **basis,
+                             "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]})
+
+
+def _check_scores(run: dict, new: list[dict]) -> list[Finding]:
+    conf = detectors.settings_for(DetectorKind.SCORE, run["agent_id"])
+    checks = conf.params.get("checks") or []
+    if not conf.enabled or not checks:
+        return []
+    findings, seen = [], set()
+    for span in new:
+        for hit in detectors.score_crossings(span["attributes"], checks):
+            if hit["attribute"] in seen:
+                continue
+            seen.add(hit["attribute"])
+            findings.append(Finding(
+                kind=DetectorKind.SCORE, agent_id=run["agent_id"],
+                dedupe_key=f"{_run_key(run)}:{hit['attribute']}", run_id=run["id"], trace_id=run["trace_id"],
+                title=f"Score {hit['attribute']} = {hit['value']:g} ({hit['op']} {hit['threshold']:g})",
+                evidence={**hit, "observed": hit["value"], "span_ids": [span["span_id"]],
+                          "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]}))
+    return findings
+
+
+def _resource_of(span: dict) -> str:
+    attrs = span["attributes"] or {}
+    for name in RESOURCE_ATTRIBUTES:
+        value = attrs.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:300]
+    return ""
+
+
+def _check_resource_conflicts(run: dict, new: list[dict]) -> list[Finding]:
+    touches = [(res, span) for span in new if span["kind"] == SpanKind.TOOL and (res := _resource_of(span))]
+    if not touches:
+        return []
+    conf = detectors.settings_for(DetectorKind.CONFLICT, run["agent_id"])
+    ResourceTouch.objects.bulk_create([ResourceTouch(resource=res, agent_id=run["agent_id"], run_id=run["id"],
+                                                     span_id=span["span_id"], at=span["start_time"])
+                                       for res, span in touches])
+    if not conf.enabled:
+        return []
+    window = timedelta(seconds=int(conf.params["window_s"]))
+    findings, seen = [], set()
+    for res, span in touches:
+        if res in seen:
+            continue
+        seen.add(res)
+        other = (ResourceTouch.objects.filter(resource=res, at__gte=span["start_time"] - window,
+                                              at__lte=span["start_time"] + window)
+                 .exclude(agent_id=run["agent_id"]).order_by("-at").first())
+        if other is None:
+            continue
+        findings.append(conflict_finding(resource=res, agent_id=run["agent_id"], other_agent_id=other.agent_id,
+                                         at=span["start_time"], window_s=int(conf.params["window_s"]),
+                                         evidence={"source": "tool spans", "span_ids": [span["span_id"]],
+                                                   "other_span_id": other.span_id, "other_run_id": other.run_id},
+                                         run=run))
+    return findings
+
+
+def conflict_finding(*, resource: str, agent_id: int, other_agent_id: int, at: datetime, window_s: int,
+                     evidence: dict, run: dict | None = None) -> Finding:
+    """One incident per resource, pair of agents and time bucket, whichever source saw it first."""
+    pair = "-".join(str(a) for a in sorted((agent_id, other_agent_id)))
+    bucket = int(at.timestamp()) // max(window_s, 1)
+    return Finding(kind=DetectorKind.CONFLICT, agent_id=agent_id,
+                   dedupe_key=f"conflict:{resource}:{pair}:{bucket}", run_id=run["id"] if run else None,
+                   trace_id=run["trace_id"] if run else "",
+                   title=f"Conflict: two agents acting on {resource}",
+                   evidence={"resource": resource, "agents": sorted((agent_id, other_agent_id)), **evidence})
