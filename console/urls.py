@@ -28,5 +28,7 @@ urlpatterns = [
     path("", include("traces.urls")),
     path("", include("approvals.urls")),
     path("api/v1/", api.urls),
+    # Django's admin login form has no rate limit: the console's login (rate-limited) is the only one.
+    path("django-admin/login/", views.admin_login, name="admin-login"),
     path("django-admin/", admin.site.urls),
 ]
