@@ -15,6 +15,11 @@
 
   // Live cards arrive at the end of the list; keep it sorted by due time, then id.
   function sortList(list) {
+    // A card fetched twice (a signal racing a refetch) appears once: the later copy wins.
+    var seen = {};
+    Array.prototype.slice.call(list.querySelectorAll(":scope > article[id]")).reverse().forEach(function (card) {
+      if (seen[card.id]) { card.remove(); } else { seen[card.id] = true; }
+    });
     var cards = Array.prototype.slice.call(list.querySelectorAll(":scope > article[data-sort-due]"));
     var sorted = cards.slice().sort(function (a, b) {
       var da = Date.parse(a.getAttribute("data-sort-due")) || 0;

@@ -301,3 +301,69 @@ def test_queue_rows_are_refetched_after_a_reconnect(reviewer_client, req):
     html = reviewer_client.get("/approvals/?rows=1", **HTMX).content.decode()
     assert html.strip().startswith(f'<article id="request-{req.pk}"')
     assert 'id="approval-more" hx-swap-oob="true"' in html
+
+
+def test_decision_page_shows_the_runs_recent_spans_and_links_the_trace(reviewer_client, agent, queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from traces.models import Run, Span
+
+    trace_id = "cd" * 16
+    run = Run.objects.create(trace_id=trace_id, agent=agent, name="refund flow", span_count=2)
+    now = timezone.now()
+    for seq, (name, text) in enumerate([("lookup_order", "order 42 found"),
+                                        ("decide_refund", "<b>customer asked twice</b>")], start=1):
+        Span.objects.create(run=run, span_id=f"{seq:016x}", name=name, start_time=now + timedelta(seconds=seq),
+                            end_time=now + timedelta(seconds=seq + 1), output_text=text, seq=seq, received_at=now)
+    req = make_pending(agent, queue, trace_id=trace_id)
+    html = reviewer_client.get(f"/approvals/{req.pk}/").content.decode()
+    assert html.index("lookup_order") < html.index("decide_refund")
+    assert "&lt;b&gt;customer asked twice&lt;/b&gt;" in html
+    assert f'href="/runs/{trace_id}/"' in html
+
+
+def test_decision_page_links_an_existing_prompt_version(reviewer_client, agent, queue, admin_user):
+    from agents.prompts.versions import create_prompt
+
+    create_prompt(name="refunder", actor=admin_user, template="Refund {{ order }}", variables=["order"])
+    req = make_pending(agent, queue, prompt_name="refunder", prompt_version="1")
+    html = reviewer_client.get(f"/approvals/{req.pk}/").content.decode()
+    assert 'href="/prompts/refunder/"' in html and 'href="/prompts/refunder/v1/"' in html
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_decisions_through_the_page_give_one_winner_and_409s_naming_it():
+    import threading
+
+    from django.db import connection
+
+    agent = factories.make_agent("race-bot")
+    reviewers = [factories.make_user(Role.REVIEWER, username=f"r{i}") for i in range(8)]
+    queue = make_queue("race", *reviewers)
+    req = make_pending(agent, queue)
+    clients = [login(user) for user in reviewers]
+    barrier = threading.Barrier(len(clients))
+    statuses, bodies = [], []
+
+    def decide(client):
+        try:
+            barrier.wait()
+            response = client.post(f"/approvals/{req.pk}/decide/", {"verdict": "approve"}, **HTMX)
+            statuses.append(response.status_code)
+            bodies.append(response.content.decode())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    req.refresh_from_db()
+    assert sorted(statuses) == [200] + [409] * (len(clients) - 1)
+    assert req.decisions.count() == 1
+    winner = req.decider
+    assert all(f"Already approved by {winner}" in body for body, status in zip(bodies, statuses) if status == 409)
