@@ -1,28 +1,27 @@
 """The agent-facing approvals API (and the reviewer's decision endpoint).
 
 ``GET /approvals/{id}?wait=N`` holds the request on the event loop, not a
-thread: it joins the channel-layer group ``approval-<id>`` that
-``decide_request`` notifies after commit, re-reads the row (so a decision made
-while subscribing is never missed) and sleeps on the channel until woken or
-the wait ends.
+thread, and gives its DB connection back while it waits (see
+``approvals.waiters``: one channel-layer listener per process wakes an
+``asyncio.Event`` per waiting request when ``decide_request`` notifies the
+group ``approval-<id>`` after commit).
 """
 
-import asyncio
 from datetime import datetime
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 from django.http import HttpResponse
 from ninja import Field, Router, Schema
 from ninja import Status as Reply
 from ninja.errors import HttpError
 from pydantic import field_validator
 
-from approvals import live, services
+from approvals import services, waiters
 from approvals.models import ApprovalRequest, Status, canonical_json
-from console.api import agent_auth, api, async_agent_auth, session_auth
+from console.api import AgentKeyAuth, agent_auth, api, session_auth
 from console.roles import STAFF_ROLES, has_role
 
 router = Router(tags=["approvals"])
@@ -163,6 +162,36 @@ def _own_request(agent, pk: int) -> ApprovalRequest | None:
             .filter(pk=pk, agent=agent).first())
 
 
+def _release_connection() -> None:
+    """Hand the DB connection back to the pool while a request waits (not inside a test's transaction)."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _own_request_released(agent, pk: int) -> ApprovalRequest | None:
+    try:
+        return _own_request(agent, pk)
+    finally:
+        _release_connection()
+
+
+class WaitingAgentKeyAuth(AgentKeyAuth):
+    """The agent key check for the long-polling read: gives its DB connection back at once,
+    so hundreds of waiting agents do not hold hundreds of pooled connections."""
+
+    async def authenticate(self, request, token: str):
+        return await sync_to_async(self._authenticate_released)(request, token)
+
+    def _authenticate_released(self, request, token: str):
+        try:
+            return AgentKeyAuth.authenticate(self, request, token)
+        finally:
+            _release_connection()
+
+
+waiting_agent_auth = WaitingAgentKeyAuth()
+
+
 @router.post("/approvals", auth=agent_auth, response={201: ApprovalOut}, url_name="approvals_create",
              summary="Ask permission to act")
 def create_approval(request, payload: ApprovalIn, response: HttpResponse):
@@ -187,36 +216,12 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
 
 
 async def _wait_until_decided(agent, pk: int, wait: float) -> ApprovalRequest | None:
-    load = sync_to_async(_own_request)
-    layer = get_channel_layer()
-    if wait <= 0 or layer is None:
-        return await load(agent, pk)
-    group = live.WAITER_GROUP.format(pk)
-    channel = await layer.new_channel("approval-wait.")
-    await layer.group_add(group, channel)
-    try:
-        req = await load(agent, pk)  # after subscribing: a decision committed meanwhile is seen here
-        if req is None or req.status != Status.PENDING:
-            return req
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(layer.receive(channel), timeout=left)
-            except TimeoutError:
-                break
-            req = await load(agent, pk)
-            if req is None or req.status != Status.PENDING:
-                return req
-        return await load(agent, pk)
-    finally:
-        try:
-            await layer.group_discard(group, channel)
-        except Exception:  # noqa: BLE001 - the group entry expires on its own
-            pass
+    load = sync_to_async(_own_request_released)
+    return await waiters.wait_until_decided(pk, wait, lambda: load(agent, pk),
+                                            lambda req: req is None or req.status != Status.PENDING)
 
 
-@router.get("/approvals/{approval_id}", auth=async_agent_auth, response={200: ApprovalOut, 404: ErrorOut},
+@router.get("/approvals/{approval_id}", auth=waiting_agent_auth, response={200: ApprovalOut, 404: ErrorOut},
             url_name="approvals_detail", summary="A request's state; wait up to N seconds for the decision")
 async def get_approval(request, approval_id: int, wait: float = 0):
     """Without `wait`, answers at once. With `wait`, answers as soon as the request is decided or expires,

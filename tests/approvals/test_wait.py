@@ -18,6 +18,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 @pytest.fixture(autouse=True)
 async def _close_async_connections():
     yield
+    from approvals import waiters
+
+    await waiters.stop()
     # The ORM ran in asgiref's thread; close that thread's connection so the test DB can be dropped.
     await sync_to_async(lambda: connection.close())()
 
