@@ -145,14 +145,8 @@ def find_loop(steps: list[tuple[str, str]], *, repeats: int, max_cycle: int) -> 
     or the latest ``L`` steps (2 <= L <= max_cycle, not all alike) repeated back to back ``repeats`` times."""
     if repeats < 2 or not steps:
         return None
-    counts: dict[str, list[str]] = {}
-    for sig, span_id in steps:
-        counts.setdefault(sig, []).append(span_id)
-    sig, ids = max(counts.items(), key=lambda item: len(item[1]))
-    if len(ids) >= repeats:
-        return {"pattern": [sig], "repeats": len(ids), "span_ids": ids[-50:]}
     sigs = [s for s, _ in steps]
-    for length in range(2, max_cycle + 1):
+    for length in range(2, max_cycle + 1):  # a cycle says more than its steps' counts: look for it first
         need = length * repeats
         if len(sigs) < need:
             break
@@ -161,6 +155,12 @@ def find_loop(steps: list[tuple[str, str]], *, repeats: int, max_cycle: int) -> 
             continue
         if all(sigs[-need + i] == cycle[i % length] for i in range(need)):
             return {"pattern": cycle, "repeats": repeats, "span_ids": [i for _, i in steps[-need:]][-50:]}
+    counts: dict[str, list[str]] = {}
+    for sig, span_id in steps:
+        counts.setdefault(sig, []).append(span_id)
+    sig, ids = max(counts.items(), key=lambda item: len(item[1]))
+    if len(ids) >= repeats:
+        return {"pattern": [sig], "repeats": len(ids), "span_ids": ids[-50:]}
     return None
 
 
