@@ -36,16 +36,39 @@ def stint_start(label: PromptLabel) -> LabelMove | None:
 
 
 def evaluate(label: PromptLabel, production: PromptLabel, *, now: datetime) -> dict | None:
-    """Compare the canary's decisions since its stint began with production's; None until both
-    reach the minimum sample.
+    """Compare the canary with production over the canary's stint: approval rate (decisions) and
+    runs with an incident, each only once both sides reach the minimum sample. None: nothing to judge.
 
-    Production is measured over the same period when it has enough decisions there (same
-    traffic, same time), else over all its decisions.
+    Production's decisions are taken from the same period when there are enough (same traffic,
+    same time), else from all time.
     """
     start = stint_start(label)
     if start is None:
         return None
     since = start.created_at
+    details = {"stint_started_by": start.pk, "approval": _approval_check(label, production, since, now),
+               "incidents": _incident_check(label, production, since, now)}
+    approval, incidents = details["approval"], details["incidents"]
+    judged_incidents = bool(incidents and "p_value" in incidents)
+    if approval is None and not judged_incidents:
+        return None
+    worse = bool(approval and approval["significant"] and approval["direction"] == "worse")
+    worse = worse or bool(incidents and incidents["significantly_worse"])
+    better = bool(approval and approval["significant"] and approval["direction"] == "better")
+    details["verdict"] = (CanaryOutcome.ROLLED_BACK if worse
+                          else CanaryOutcome.PROMOTION_SUGGESTED if better else None)
+    parts = []
+    if approval:
+        parts.append(approval["summary"])
+    if judged_incidents:
+        (ck, cn), (pk_, pn) = incidents["canary"], incidents["production"]
+        parts.append(f"Runs with an incident: canary {ck}/{cn} vs production {pk_}/{pn} "
+                     f"(p = {incidents['p_value']:.3f}).")
+    details["summary"] = " ".join(parts)
+    return details
+
+
+def _approval_check(label, production, since, now) -> dict | None:
     ck, cn = scorecard.approval_counts(scorecard.decision_counts(label.version, since=since, until=now))
     pk_, pn = scorecard.approval_counts(scorecard.decision_counts(production.version, since=since, until=now))
     window = "since the canary started"
@@ -54,36 +77,31 @@ def evaluate(label: PromptLabel, production: PromptLabel, *, now: datetime) -> d
         window = "all time"
     if cn < min_sample() or pn < min_sample():
         return None
-    result = stats.two_proportion_z(ck, cn, pk_, pn)
-    p = result[1] if result else 1.0
-    details = {"stint_started_by": start.pk,
-               "canary": {"version": label.version.number, "approved": ck, "decided": cn},
-               "production": {"version": production.version.number, "approved": pk_, "decided": pn,
-                              "window": window},
-               "p_value": p, "alpha": scorecard.ALPHA}
-    verdict = None
-    if p < scorecard.ALPHA:
-        verdict = CanaryOutcome.ROLLED_BACK if ck / cn < pk_ / pn else CanaryOutcome.PROMOTION_SUGGESTED
-    details["incidents"] = _incident_check(label, production, since, now)
-    if details["incidents"] and details["incidents"]["significantly_worse"]:
-        verdict = CanaryOutcome.ROLLED_BACK
-    details["verdict"] = verdict
-    details["summary"] = (
-        f"Canary v{label.version.number}: {ck}/{cn} approved ({ck / cn:.0%}) vs production "
-        f"v{production.version.number}: {pk_}/{pn} ({pk_ / pn:.0%}, {window}); two-proportion z-test p = {p:.3f}.")
-    return details
+    test = stats.two_proportion_z(ck, cn, pk_, pn)
+    p = test[1] if test else 1.0
+    return {
+        "canary": [ck, cn], "production": [pk_, pn], "window": window, "p_value": p,
+        "significant": p < scorecard.ALPHA, "direction": "worse" if ck / cn < pk_ / pn else "better",
+        "summary": (f"Canary v{label.version.number}: {ck}/{cn} approved ({ck / cn:.0%}) vs production "
+                    f"v{production.version.number}: {pk_}/{pn} ({pk_ / pn:.0%}, {window}); "
+                    f"two-proportion z-test p = {p:.3f}."),
+    }
 
 
 def _incident_check(label, production, since, now) -> dict | None:
-    if scorecard.incident_count(label.version, since=since, until=now) is None:
+    """Runs with an incident, canary against production over the canary's stint; None without incidents."""
+    ck = scorecard.incident_runs(label.version, since=since, until=now)
+    if ck is None:
         return None
-    c_card = scorecard.build_scorecard(label.version, since=since, until=now).metrics.get("incidents")
-    p_card = scorecard.build_scorecard(production.version, since=since, until=now).metrics.get("incidents")
-    if not c_card or not p_card or c_card.n < min_sample() or p_card.n < min_sample():
-        return {"significantly_worse": False}
-    result = stats.two_proportion_z(c_card.successes, c_card.n, p_card.successes, p_card.n)
-    worse = bool(result and result[1] < scorecard.ALPHA and result[0] > 0)
-    return {"canary": c_card.successes, "production": p_card.successes, "significantly_worse": worse}
+    pk_ = scorecard.incident_runs(production.version, since=since, until=now)
+    cn = scorecard.finished_runs(label.version, since=since, until=now)
+    pn = scorecard.finished_runs(production.version, since=since, until=now)
+    result = {"canary": [ck, cn], "production": [pk_, pn], "significantly_worse": False}
+    if cn >= min_sample() and pn >= min_sample():
+        test = stats.two_proportion_z(min(ck, cn), cn, min(pk_, pn), pn)
+        result["p_value"] = test[1] if test else 1.0
+        result["significantly_worse"] = bool(test and test[1] < scorecard.ALPHA and test[0] > 0)
+    return result
 
 
 def guard_canaries(*, now: datetime) -> dict:
@@ -118,9 +136,9 @@ def _roll_back(label, production, details, now) -> int:
                                 is_rollback=True, only_if_version=label.version, at=now)
             if move is None:  # an Admin moved it meanwhile: nothing to roll back
                 raise _Abort
+            _notify_owners(verdict, now)
     except (IntegrityError, _Abort):
         return 0
-    on_commit(lambda: _notify_owners(verdict.pk))
     return 1
 
 
@@ -133,20 +151,42 @@ def _suggest(label, production, details, now) -> int:
                                                    baseline=production.version,
                                                    outcome=CanaryOutcome.PROMOTION_SUGGESTED,
                                                    summary=summary, details=details, created_at=now)
+            _notify_owners(verdict, now)
     except IntegrityError:
         return 0
-    on_commit(lambda: _notify_owners(verdict.pk))
     return 1
 
 
-def _notify_owners(verdict_id: int) -> None:
-    verdict = CanaryVerdict.objects.select_related("prompt", "version").get(pk=verdict_id)
-    recipients = [u.email for u in verdict.prompt.owners.all() if u.email]
+def _notify_owners(verdict: CanaryVerdict, now: datetime) -> None:
+    """Tell the prompt's owners: in-app and e-mail through the console's notification outbox when
+    it is there (rows in this transaction, sent with retries), else by e-mail after commit."""
+    owners = list(verdict.prompt.owners.filter(is_active=True))
+    if not owners:
+        return
+    title = (f"Prompt {verdict.prompt.name} v{verdict.version.number}: "
+             f"{verdict.get_outcome_display().lower()}")
+    path = f"/prompts/{verdict.prompt.name}/"
+    try:
+        from traces.watchers.playbooks import notify_users
+    except ImportError:
+        notify_users = None
+    if notify_users is not None:
+        try:
+            with transaction.atomic():
+                notify_users(users=owners, title=title, url_path=path, summary=verdict.summary,
+                             event=f"prompt.canary_{verdict.outcome}", now=now)
+            return
+        except Exception:  # noqa: BLE001 - the verdict stands; fall back to plain e-mail
+            log.warning("notification outbox unavailable for prompt %s", verdict.prompt.name, exc_info=True)
+    recipients = [u.email for u in owners if u.email]
+    body = f"{verdict.summary}\n\n{settings.CONSOLE_BASE_URL}{path}\n"
+    on_commit(lambda: _mail(title, body, recipients))
+
+
+def _mail(subject: str, body: str, recipients: list) -> None:
     if not recipients:
         return
-    url = f"{settings.CONSOLE_BASE_URL}/prompts/{verdict.prompt.name}/"
-    subject = f"[console] prompt {verdict.prompt.name} v{verdict.version.number}: {verdict.get_outcome_display()}"
     try:
-        send_mail(subject, f"{verdict.summary}\n\n{url}\n", None, recipients)
+        send_mail(f"[console] {subject}", body, None, recipients)
     except Exception:  # noqa: BLE001 - the verdict is recorded and shown; mail is best effort
-        log.warning("could not e-mail owners of prompt %s", verdict.prompt.name, exc_info=True)
+        log.warning("could not e-mail %s", recipients, exc_info=True)

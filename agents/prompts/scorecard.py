@@ -5,7 +5,7 @@ Definitions (shown on the page too):
 - edit rate: decided requests approved with edits / decided requests
 - task success: runs with status ok / finished runs (ok or error)
 - cost and latency: per finished run
-- incidents: incidents linked to the version / runs (only when an incidents model exists)
+- incidents: finished runs that opened an incident / finished runs (when the incidents model exists)
 """
 
 from collections import Counter
@@ -107,6 +107,11 @@ def _runs_of(version: PromptVersion, since, until):
     return list(runs.order_by("-id").values_list("status", "cost", "duration_ms")[:MAX_RUNS])
 
 
+def finished_runs(version: PromptVersion, since=None, until=None) -> int:
+    runs = _runs_of(version, since, until)
+    return len(runs) if runs else 0
+
+
 def recent_runs(version: PromptVersion, limit: int = 20) -> list:
     """The newest runs whose spans named this version (empty without the traces app)."""
     try:
@@ -117,23 +122,21 @@ def recent_runs(version: PromptVersion, limit: int = 20) -> list:
                 .order_by("-id")[:limit])
 
 
-def incident_count(version: PromptVersion, since=None, until=None) -> int | None:
-    """Incidents naming this version, or None when no incidents model (with prompt fields) exists."""
-    for app_label in ("traces", "console", "approvals"):
-        try:
-            Incident = apps.get_model(app_label, "Incident")
-        except LookupError:
-            continue
-        names = {f.name for f in Incident._meta.get_fields()}
-        if not {"prompt_name", "prompt_version"} <= names:
-            return None
-        rows = Incident.objects.filter(prompt_name=version.prompt.name, prompt_version=str(version.number))
-        if "opened_at" in names and since is not None:
-            rows = rows.filter(opened_at__gte=since)
-        if "opened_at" in names and until is not None:
-            rows = rows.filter(opened_at__lt=until)
-        return rows.count()
-    return None
+def incident_runs(version: PromptVersion, since=None, until=None) -> int | None:
+    """Finished runs of this version that opened at least one incident; None without an incidents model."""
+    try:
+        Incident = apps.get_model("traces", "Incident")
+    except LookupError:
+        return None
+    if "run" not in {f.name for f in Incident._meta.get_fields()}:
+        return None
+    rows = Incident.objects.filter(run__prompt_name=version.prompt.name, run__prompt_version=str(version.number),
+                                   run__status__in=["ok", "error"])
+    if since is not None:
+        rows = rows.filter(run__started_at__gte=since)
+    if until is not None:
+        rows = rows.filter(run__started_at__lt=until)
+    return rows.values("run").distinct().count()
 
 
 def build_scorecard(version: PromptVersion, *, since: datetime | None = None,
@@ -163,14 +166,13 @@ def build_scorecard(version: PromptVersion, *, since: datetime | None = None,
     metrics["cost"] = Metric("cost", "Cost per run", "mean", stats.mean_interval(costs), values=costs, unit="$")
     metrics["latency"] = Metric("latency", "Latency per run", "mean", stats.mean_interval(latencies),
                                 values=latencies, unit="ms")
-    incidents = incident_count(version, since, until)
+    incidents = incident_runs(version, since, until)
     if incidents is None:
-        notes.append("Incidents are not counted: no incidents model linked to prompt versions exists yet.")
+        notes.append("Incidents are not counted: no incidents model linked to runs exists.")
     else:
-        k = min(incidents, len(runs))
-        metrics["incidents"] = Metric("incidents", "Incidents per run", "rate", stats.wilson(k, len(runs)), k,
+        k = min(incidents, len(runs))  # the run list is capped at MAX_RUNS
+        metrics["incidents"] = Metric("incidents", "Runs with an incident", "rate", stats.wilson(k, len(runs)), k,
                                       unit="%")
-        metrics["incidents"].count = incidents
     return Scorecard(version, metrics, reasons.most_common(), notes)
 
 
