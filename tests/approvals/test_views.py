@@ -367,3 +367,23 @@ def test_concurrent_decisions_through_the_page_give_one_winner_and_409s_naming_i
     assert req.decisions.count() == 1
     winner = req.decider
     assert all(f"Already approved by {winner}" in body for body, status in zip(bodies, statuses) if status == 409)
+
+
+def test_overview_counts_late_decisions_and_overdue_requests_as_breaches(operator_client, reviewer, agent, queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    past = timezone.now() - timedelta(minutes=40)  # high risk: due 30 min after, so 10 min ago
+    late = services.create_request(agent=agent, new=services.NewRequest(action="billing.late", risk="high",
+                                                                        arguments={}), now=past)[0]
+    services.create_request(agent=agent, new=services.NewRequest(action="billing.waiting", risk="high",
+                                                                 arguments={}), now=past)
+    on_time = make_pending(agent, queue, action="quick")
+    services.decide_request(request_id=late.pk, reviewer=reviewer, verdict="approve")
+    services.decide_request(request_id=on_time.pk, reviewer=reviewer, verdict="reject", reason_category="risk")
+    row = next(r for r in operator_client.get("/approvals/overview/").context["queues"] if r["queue"] == queue)
+    assert row["today"] == {"total": 2, "in_time": 1, "percent": 50}
+    assert row["breaches_week"] == 2  # the late decision and the one still waiting
+    assert row["overdue"] == 1 and row["pending"] == 1
+    assert row["p95"] > 30 * 60  # percentile_cont interpolates on PostgreSQL; nearest rank elsewhere
