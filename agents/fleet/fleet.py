@@ -14,6 +14,7 @@ from agents.fleet.sim import Mischief, SimAgent, Stopped
 log = logging.getLogger("agents.fleet")
 
 PAUSE_CHECK_S = 20.0
+MAX_WAITING = 3  # runs per agent waiting for approval at once; the next ones take the path needing none
 
 
 class Fleet:
@@ -24,11 +25,12 @@ class Fleet:
     seconds per agent, spans lasting seconds); higher rates shorten every gap
     and pause proportionally and allow more runs at once, for load. Errors,
     including the console being down or restarting, are logged and the agents
-    carry on. ``seed`` makes the sequence of choices repeatable.
+    carry on. ``seed`` makes the sequence of choices repeatable. ``mischief``
+    turns the deliberate misbehaviour off (False) or sets it (a ``Mischief``).
     """
 
     def __init__(self, base_url: str, keys: dict[str, str], rate: float = 1.0, seed: int | None = None, *,
-                 mischief: bool = True, export_delay_s: float = 0.5):
+                 mischief: bool | Mischief = True, export_delay_s: float = 0.5):
         unknown = set(keys) - set(ALL)
         if unknown:
             raise ValueError(f"unknown demo agents {sorted(unknown)}; known: {', '.join(ALL)}")
@@ -38,8 +40,13 @@ class Fleet:
         self.rate = rate
         self.stop_event = threading.Event()
         rng = random.Random(seed)
-        self.mischief = Mischief(random.Random(rng.random()), rate, enabled=mischief)
-        self.max_runs = max(2, min(32, math.ceil(3 * rate)))
+        seed_for_mischief = rng.random()
+        if isinstance(mischief, Mischief):
+            self.mischief = mischief
+        else:
+            self.mischief = Mischief(random.Random(seed_for_mischief), rate, enabled=mischief)
+        # Runs waiting for a human hold a slot each, so the slots exceed the waiting cap: the agent keeps working.
+        self.max_runs = MAX_WAITING + max(2, min(32, math.ceil(3 * rate)))
         self.agents: list[SimAgent] = []
         self._providers = []
         self._consoles = []
@@ -47,7 +54,8 @@ class Fleet:
             console = Console(self.base_url, key, max_retries=3, timeout=15)
             provider = setup_tracing(self.base_url, key, name, set_global=False, export_delay_s=export_delay_s)
             agent = ALL[name](console, provider.get_tracer("agents.fleet"), rng=random.Random(rng.random()),
-                              rate=rate, stop=self.stop_event, mischief=self.mischief)
+                              rate=rate, stop=self.stop_event, mischief=self.mischief,
+                              max_waiting=MAX_WAITING)
             agent.errors = 0
             self.agents.append(agent)
             self._providers.append(provider)

@@ -228,15 +228,18 @@ class Mischief:
 
     PERIODS_S = {"loop": 150, "cost_spike": 120, "shared_resource": 90, "disliked_prompt": 0}
 
-    def __init__(self, rng: random.Random, rate: float, enabled: bool = True):
+    def __init__(self, rng: random.Random, rate: float, enabled: bool = True, always: tuple[str, ...] = ()):
         self.rng = rng
         self.rate = max(rate, 0.01)
         self.enabled = enabled
+        self.always = set(always)  # kinds due on every turn (tests, or a demo that wants drama now)
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
         self._shared: set[str] = set()
 
     def due(self, kind: str, chance: float = 0.35) -> bool:
+        if kind in self.always:
+            return True
         if not self.enabled:
             return False
         with self._lock:

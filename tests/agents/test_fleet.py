@@ -98,3 +98,78 @@ def test_simulate_command_runs_the_fleet_against_a_console(asgi_server):
 def test_simulate_command_refuses_a_malformed_key():
     with pytest.raises(CommandError, match="AGENT=KEY"):
         call_command("simulate", url="http://127.0.0.1:9", key=["support-bot"], duration=1)
+
+
+def test_an_agent_keeps_working_while_its_approvals_wait_for_a_human(asgi_server):
+    from agents.fleet.fleet import MAX_WAITING
+    from traces.models import Run
+
+    keys = keys_for(["support-bot"])
+    fleet = Fleet(asgi_server.url, keys, rate=10, seed=5, mischief=False)
+    pending = ApprovalRequest.objects.filter(status="pending")
+    run_until(fleet, lambda: pending.count() >= MAX_WAITING and Run.objects.count() >= MAX_WAITING + 3)
+    assert pending.count() == MAX_WAITING  # nobody decides: the cap holds...
+    assert Run.objects.count() >= MAX_WAITING + 3  # ...and new tickets are still answered
+
+
+# --- misbehaviour on purpose ---------------------------------------------------------------------
+
+
+def forced(*kinds):
+    import random
+
+    from agents.fleet.sim import Mischief
+
+    return Mischief(random.Random(1), rate=10, enabled=False, always=kinds)
+
+
+def test_a_looping_support_bot_repeats_the_same_tool_call(asgi_server):
+    from django.db.models import Count
+
+    from traces.models import Span
+
+    fleet = Fleet(asgi_server.url, keys_for(["support-bot"]), rate=10, seed=1, mischief=forced("loop"))
+    looped = (Span.objects.filter(tool_name="lookup_order").values("run", "tool_arguments")
+              .annotate(n=Count("id")).filter(n__gte=8))
+    run_until(fleet, looped.exists)
+    assert looped.exists()
+
+
+def test_support_bot_and_data_ops_ask_to_act_on_the_same_customer(asgi_server):
+    fleet = Fleet(asgi_server.url, keys_for(["support-bot", "data-ops"]), rate=10, seed=1,
+                  mischief=forced("shared_resource"))
+    on_42 = ApprovalRequest.objects.filter(resource="crm:customer:42")
+    run_until(fleet, lambda: on_42.values("agent").distinct().count() == 2)
+    assert set(on_42.values_list("agent__name", flat=True)) == {"support-bot", "data-ops"}
+    assert set(on_42.values_list("action", flat=True)) == {"refund", "run_migration"}
+
+
+def test_a_researcher_cost_spike_sends_huge_token_counts(asgi_server):
+    from traces.models import Span
+
+    fleet = Fleet(asgi_server.url, keys_for(["researcher"]), rate=10, seed=1, mischief=forced("cost_spike"))
+    spikes = Span.objects.filter(kind="llm", input_tokens__gte=180_000)
+    run_until(fleet, spikes.exists)
+    assert spikes.filter(model="claude-opus-4").exists()
+
+
+def test_the_disliked_prompt_version_asks_for_more_than_was_paid(asgi_server):
+    from approvals import services as approval_services
+    from console.roles import Role
+
+    boss = factories.make_user(Role.ADMIN, username="boss")
+    fleet = Fleet(asgi_server.url, keys_for(["support-bot"]), rate=10, seed=2, mischief=False)
+    v2 = ApprovalRequest.objects.filter(action="refund", prompt_name="support-reply", prompt_version="2")
+
+    def reviewer_rejects_then_checks():
+        for req in ApprovalRequest.objects.filter(status="pending"):  # keep the agent's waiting slots free
+            try:
+                approval_services.decide_request(request_id=req.pk, reviewer=boss, verdict="reject",
+                                                 reason="too generous")
+            except approval_services.AlreadyDecided:
+                pass
+        return v2.exists()
+
+    run_until(fleet, reviewer_rejects_then_checks)
+    req = v2.first()
+    assert req.arguments["amount"] > req.context["paid_eur"] and req.summary == f"Refund {req.arguments['amount']} EUR"
