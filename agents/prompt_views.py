@@ -17,7 +17,6 @@ from agents.models import (
     LabelMove,
     LabelName,
     Prompt,
-    PromptLabel,
     PromptVersion,
     PromptWebhook,
     WebhookDelivery,
@@ -25,9 +24,9 @@ from agents.models import (
 from agents.prompts import diff as word_diff
 from agents.prompts import refine as refine_data
 from agents.prompts import scorecard
+from agents.prompts.forms import LabelMoveForm, PromptCreateForm, RatingForm, RefineForm, WebhookForm
 from agents.prompts.labels import rollback_target
 from agents.prompts.versions import get_version
-from agents.prompts.forms import LabelMoveForm, PromptCreateForm, RatingForm, RefineForm, WebhookForm
 from console import audit
 from console.roles import STAFF_ROLES, Role, role_required
 
@@ -44,8 +43,11 @@ def _version(prompt, number) -> PromptVersion:
 @role_required(*STAFF_ROLES)
 def prompt_list(request):
     prompts = Prompt.objects.prefetch_related("labels__version").order_by("name")
-    pending = set(CanaryVerdict.objects.filter(resolved_at__isnull=True).values_list("prompt_id", flat=True))
-    rows = [{"prompt": p, "labels": {lab.name: lab for lab in p.labels.all()}, "attention": p.pk in pending}
+    latest = {}
+    for verdict in CanaryVerdict.objects.filter(resolved_at__isnull=True).select_related("version") \
+            .order_by("created_at", "id"):
+        latest[verdict.prompt_id] = verdict
+    rows = [{"prompt": p, "labels": {lab.name: lab for lab in p.labels.all()}, "verdict": latest.get(p.pk)}
             for p in prompts]
     return render(request, "agents/prompts/prompt_list.html", {"rows": rows, "form": PromptCreateForm()})
 

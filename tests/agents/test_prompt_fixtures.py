@@ -4,14 +4,8 @@ import itertools
 
 from agents import services
 from agents.models import Feedback, FeedbackSource, Prompt
-from console.roles import Role
-from tests import factories
 
 _seq = itertools.count(1)
-
-
-def make_admin(username=None):
-    return factories.make_user(Role.ADMIN, username=username or f"admin{next(_seq)}")
 
 
 def make_prompt(name="support-reply", *, template="Answer {ticket} politely.", actor=None, owners=()) -> Prompt:

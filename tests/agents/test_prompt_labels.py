@@ -17,7 +17,7 @@ from agents.models import (
 )
 from agents.prompts import webhooks
 from console.models import AuditEntry
-from tests.agents.test_prompt_fixtures import add_version, make_admin, make_prompt
+from tests.agents.test_prompt_fixtures import add_version, make_prompt
 
 pytestmark = pytest.mark.django_db
 

@@ -120,3 +120,33 @@ def test_admin_creates_a_prompt(admin_client_, admin_user):
 
 def test_prompts_nav_link_for_staff(prompt, clients_by_role):
     assert 'href="/prompts/"' in clients_by_role["reviewer"].get("/prompts/").content.decode()
+
+
+def test_canary_verdicts_show_on_the_list_and_prompt_page(prompt, reviewer_client, fixed_now):
+    from agents.models import CanaryVerdict
+
+    v2 = prompt.versions.get(number=2)
+    CanaryVerdict.objects.create(prompt=prompt, version=v2, outcome="rolled_back", created_at=fixed_now,
+                                 summary="Rolled back automatically: 3/22 approved")
+    assert "v2 rolled back automatically" in reviewer_client.get("/prompts/").content.decode()
+    page = reviewer_client.get("/prompts/support-reply/").content.decode()
+    assert "Rolled back automatically: 3/22 approved" in page
+
+
+def test_promotion_suggestion_is_offered_to_admins_while_the_canary_is_current(prompt, admin_client_,
+                                                                               reviewer_client, admin_user,
+                                                                               fixed_now):
+    from agents.models import CanaryVerdict
+
+    v2 = prompt.versions.get(number=2)
+    services.move_label(prompt=prompt, label="canary", version=v2, actor=admin_user, share=10)
+    CanaryVerdict.objects.create(prompt=prompt, version=v2, outcome="promote", created_at=fixed_now,
+                                 summary="Significantly better than production")
+    assert "Promote v2 to production" in admin_client_.get("/prompts/support-reply/").content.decode()
+    reviewer_page = reviewer_client.get("/prompts/support-reply/").content.decode()
+    assert 'id="promotion-suggestion"' in reviewer_page and "Promote v2 to production" not in reviewer_page
+    assert reviewer_client.post("/prompts/support-reply/promote/").status_code == 403
+    admin_client_.post("/prompts/support-reply/promote/")
+    assert PromptLabel.objects.get(name="production").version == v2
+    assert not PromptLabel.objects.filter(name="canary").exists()
+    assert 'id="promotion-suggestion"' not in admin_client_.get("/prompts/support-reply/").content.decode()
