@@ -1,7 +1,8 @@
 """Demo prompts for ``manage.py demo``: one per demo agent, requested by name by the fleet.
 
-- ``support-reply``: v1 in production, v2 ("be generous") on canary at 30%. Reviewers reject its
-  refunds, and once the canary has enough decisions the canary guard rolls it back.
+- ``support-reply``: v1 in production, v2 ("be generous") on canary at 30%, with 10 of its first
+  12 decisions rejections. Reject its next few refund requests and, once the canary has
+  ``PROMPTS_CANARY_MIN_SAMPLE`` decisions, the canary guard rolls it back and tells the owners.
 - ``migration-planner``: v2 refined from v1 after reviewers' feedback; its scorecard beats v1's
   (seeded decision history), and it is in production.
 - ``deploy-planner``, ``research-summarize``: one version in production.
@@ -38,7 +39,12 @@ def seed(stdout) -> None:
             services.move_label(prompt=prompt, label="canary", version=v2, actor=ACTOR, share=30,
                                 reason="try a friendlier policy")
             _history(v1, approve=40, reject=6, modify=4, days=3)
-            made.append("support-reply (v2 on canary at 30%)")
+            # The canary's first hours: reviewers already rejected most of its refunds. About eight
+            # more decisions on its requests reach the guard's minimum sample, and it rolls back.
+            _history(v2, approve=2, reject=10, modify=0, days=0,
+                     reasons=[("policy", "refund above what the customer paid"),
+                              ("risk", "goodwill amount on top of a full refund, no order check")])
+            made.append("support-reply (v2 on canary at 30%, reviewers rejecting it)")
         if _new("migration-planner"):
             prompt = services.create_prompt(name="migration-planner", actor=ACTOR, template=texts.MIGRATION_PROMPT,
                                             description="data-ops: plans safe PostgreSQL migrations",
@@ -86,9 +92,10 @@ def _history(version, *, approve, reject, modify, days, reasons=(("policy", "ref
         if verdict == "modify":
             category, text = "wrong_arguments", "lowered the amount"
         rows.append(Feedback(
-            version=version, source=FeedbackSource.DECISION, verdict=verdict, category=category, text=text,
+            version=version, source=FeedbackSource.DECISION, verdict=verdict, category=category,
             source_key=f"decision:demo-{version.prompt.name}-v{version.number}-{i}",
             created_at=now - timedelta(days=days) + timedelta(days=days) * i / total,
+            text=text or "(demo history)",
             argument_diff={"amount": {"from": 640, "to": 500}} if verdict == "modify" else None,
         ))
     created = Feedback.objects.bulk_create(rows)

@@ -24,3 +24,21 @@ def test_demo_prompts_are_seeded_once_with_a_canary_and_a_better_version():
                                                     scorecard.build_scorecard(v1))}["approval"]
     assert approval.significant and approval.a.interval.value > approval.b.interval.value
     assert v2.addressed_feedback.count() == 18
+
+
+def test_the_demo_canary_is_rolled_back_after_a_few_more_rejections(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents import jobs
+    from tests.agents.test_prompt_fixtures import add_decisions
+
+    settings.PROMPTS_CANARY_MIN_SAMPLE = 20
+    prompt_demo.seed(StringIO())
+    v2 = Prompt.objects.get(name="support-reply").versions.get(number=2)
+    now = timezone.now() + timedelta(seconds=1)
+    assert jobs.guard_canaries(now=now) == {"rolled_back": 0, "suggested": 0}  # 12 decisions so far
+    add_decisions(v2, reject=6, approve=2, at=now)
+    assert jobs.guard_canaries(now=now + timedelta(seconds=1)) == {"rolled_back": 1, "suggested": 0}
+    assert not PromptLabel.objects.filter(prompt__name="support-reply", name="canary").exists()
