@@ -40,7 +40,14 @@ def _size_limited(value, limit: int, what: str):
 
 class PromptRef(Schema):
     name: str = Field(..., min_length=1, max_length=200)
-    version: str | int = Field(..., description="the prompt version the agent used")
+    version: str | int = Field(..., description="the prompt version the agent used (at most 50 characters)")
+
+    @field_validator("version")
+    @classmethod
+    def version_short(cls, value):
+        if len(str(value)) > 50:
+            raise ValueError("at most 50 characters")
+        return value
 
 
 class ApprovalIn(Schema):
