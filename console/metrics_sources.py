@@ -43,13 +43,10 @@ def escalations_and_notifications():
 
 
 def incidents_open():
-    try:
-        Incident = apps.get_model("traces", "Incident")
-    except LookupError:
-        return
-    rows = Incident.objects.exclude(status="resolved").values_list("detector").annotate(n=Count("id"))
-    yield ("console_incidents_open", "Incidents not resolved yet, by detector", ["detector"],
-           [((detector,), n) for detector, n in rows])
+    Incident = apps.get_model("traces", "Incident")
+    rows = Incident.objects.exclude(status="resolved").values_list("kind", "agent__name").annotate(n=Count("id"))
+    yield ("console_incidents_open", "Incidents not resolved yet, by detector and agent", ["detector", "agent"],
+           [((kind, agent), n) for kind, agent, n in rows])
 
 
 SOURCES = [runs_in_flight, approval_queues, escalations_and_notifications, incidents_open]

@@ -74,3 +74,34 @@ def test_metrics_after_known_activity(client, fixed_now):
     assert 'console_escalations_fired_total{queue="payments"} 1.0' in body
     assert 'console_notifications_failed_total{channel="webhook"} 1.0' in body
 
+
+def test_open_incidents_are_counted_by_detector(client):
+    from django.utils import timezone
+
+    from tests import factories
+    from traces.models import Incident
+
+    agent = factories.make_agent("loopy-bot")
+    for key, status in (("a", "open"), ("b", "acknowledged"), ("c", "resolved")):
+        Incident.objects.create(kind="loop", dedupe_key=key, agent=agent, title="loop", status=status,
+                                opened_at=timezone.now())
+    body = client.get("/metrics").content.decode()
+    assert 'console_incidents_open{agent="loopy-bot",detector="loop"} 2.0' in body
+
+
+def test_every_metric_the_grafana_dashboard_uses_is_exposed(client):
+    import json
+    import re
+
+    from django.conf import settings
+
+    dashboard = json.loads((settings.BASE_DIR / "deploy" / "grafana-dashboard.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\b(console_[a-z_]+)", target["expr"]))
+    body = client.get("/metrics").content.decode()
+    exposed = _families(body)
+    for name in used:
+        base = re.sub(r"_(bucket|total|count|sum)$", "", name)
+        assert name in exposed or base in exposed, f"{name} is on the dashboard but not in /metrics"
