@@ -170,3 +170,25 @@ def test_version_page_lists_the_runs_that_used_it(agent, reviewer_client):
     make_run(agent, trace_id="99" * 16, prompt_version="")
     html = reviewer_client.get("/prompts/support-reply/v1/").content.decode()
     assert f'href="/runs/{run.trace_id}/"' in html and "99" * 16 not in html
+
+
+def test_feedback_from_a_decision_made_through_the_approvals_service(agent):
+    """The real flow: a request created and decided by the approvals services, then recorded."""
+    from approvals import services as approval_services
+    from tests.approvals.helpers import make_queue, make_request as make_approval, make_reviewer, make_rule
+
+    make_prompt()
+    queue = make_queue("payments")
+    make_rule(queue=queue)
+    reviewer = make_reviewer(queue, "rev")
+    req = make_approval(agent=agent, action="refund", arguments={"order": 1, "amount": 900},
+                        prompt_name="support-reply", prompt_version="1", trace_id="cd" * 16)
+    approval_services.decide_request(request_id=req.pk, reviewer=reviewer, verdict="modify",
+                                     reason="cap at what was paid", reason_category="wrong_arguments",
+                                     arguments={"order": 1, "amount": 500})
+    req.refresh_from_db()
+    feedback = services.record_feedback(request=req)  # idempotent if approvals already recorded it
+    assert Feedback.objects.count() == 1
+    assert feedback.verdict == "modify" and feedback.category == "wrong_arguments"
+    assert feedback.argument_diff == {"amount": {"from": 900, "to": 500}}
+    assert feedback.approval_id == req.pk and feedback.author == reviewer
