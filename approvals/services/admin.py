@@ -1,6 +1,5 @@
 """Admin edits the other service modules do not cover: creating queues. Audited."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from approvals.models import Queue
@@ -30,5 +29,3 @@ def update_queue(*, queue_id: int, description: str, actor) -> Queue:
                      after={"description": description})
     return queue
 
-
-__all__ = ["ValidationError", "create_queue", "update_queue"]

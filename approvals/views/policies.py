@@ -40,11 +40,6 @@ def _messages_of(exc: ValidationError) -> list[str]:
     return list(exc.messages)
 
 
-def _swap_errors(request, template, context, *, status):
-    """htmx swaps this (our JS lets 400 through for [data-swap-errors]); plain posts get the page."""
-    return render(request, template, context, status=status)
-
-
 @role_required(Role.ADMIN)
 def policies_index(request):
     return render(request, "approvals/policies/index.html", {

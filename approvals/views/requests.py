@@ -13,12 +13,11 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services
 from approvals.forms import DecisionForm
-from approvals.models import ApprovalRequest, Queue, Status
+from approvals.models import ApprovalRequest, Queue
 from approvals.views import context as ctx_data
 from console.roles import STAFF_ROLES, Role, has_role, role_required
 
