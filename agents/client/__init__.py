@@ -25,7 +25,7 @@ exception (``ApprovalRejected``, ``ApprovalExpired``, ``AgentPaused``,
 does that for you, runs the function with the approved arguments and reports
 the execution once.
 
-Transport errors: connection errors, 429, 502, 503 and 504 are retried with
+Transport errors: connection errors, 429, 502, 503 and 504 (and 500 on GETs) are retried with
 exponential backoff and jitter, honouring ``Retry-After`` (``max_retries``,
 then ``ConsoleUnavailable``); the approval's ``Idempotency-Key`` is made once
 per call and reused by every retry. 400 raises ``BadRequest`` with the

@@ -276,7 +276,7 @@ class Console:
 
     def _request(self, method: str, path: str, *, json=None, params=None, headers=None, timeout=None,
                  conflict_after_retry_ok: bool = False) -> httpx.Response:
-        """Send with retries on connection errors, 429, 502, 503 and 504, honouring ``Retry-After``."""
+        """Send with retries on connection errors, 429, 502, 503 and 504 (and 500 for GETs), honouring ``Retry-After``."""
         attempt = 0
         while True:
             try:
@@ -286,7 +286,8 @@ class Console:
                 problem, delay = f"{type(exc).__name__}: {exc}", self._backoff(attempt)
                 response = None
             else:
-                if response.status_code not in RETRY_STATUSES:
+                retryable = RETRY_STATUSES | ({500} if method == "GET" else set())  # GETs are safe to repeat
+                if response.status_code not in retryable:
                     if response.status_code == 409 and attempt > 0 and conflict_after_retry_ok:
                         raise _AlreadyStoredByUs(_body_of(response))
                     return _check(response)

@@ -19,6 +19,7 @@ from agents.client import (
     BadRequest,
     Conflict,
     Console,
+    ConsoleError,
     ConsoleUnavailable,
     Decision,
     NotFound,
@@ -295,3 +296,13 @@ def test_a_fallback_prompt_without_a_version_is_not_sent_with_the_approval(stub)
     with use_prompt("support-reply"):
         console_for(stub).request_approval("refund", {"amount": 1}, "low")
     assert "prompt" not in stub.requests[0][3]
+
+
+def test_a_500_is_retried_for_a_read_but_not_for_a_write(stub):
+    stub.script = [(500, {}, {"detail": "boom"}), (200, {}, WHOAMI)]
+    console = console_for(stub)
+    assert console.whoami() == WHOAMI and len(stub.requests) == 2
+    stub.script = [(500, {}, {"detail": "boom"})]
+    with pytest.raises(ConsoleError) as exc:
+        console.report_execution(7, result=1)
+    assert exc.value.status == 500 and len(stub.requests) == 3
