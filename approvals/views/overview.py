@@ -9,4 +9,5 @@ from console.roles import Role, role_required
 @role_required(Role.OPERATOR)
 def overview(request):
     """Every queue's depth, SLA attainment, time to decision, breaches and reviewer load."""
-    return render(request, "approvals/overview.html", stats.overview())
+    template = "approvals/overview.html#body" if request.htmx else "approvals/overview.html"
+    return render(request, template, stats.overview())

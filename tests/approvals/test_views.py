@@ -387,3 +387,9 @@ def test_overview_counts_late_decisions_and_overdue_requests_as_breaches(operato
     assert row["breaches_week"] == 2  # the late decision and the one still waiting
     assert row["overdue"] == 1 and row["pending"] == 1
     assert row["p95"] > 30 * 60  # percentile_cont interpolates on PostgreSQL; nearest rank elsewhere
+
+
+def test_overview_refreshes_its_body_only_for_htmx(operator_client, req):
+    html = operator_client.get("/approvals/overview/", **HTMX).content.decode()
+    assert html.strip().startswith('<div id="overview-body"') and "<html" not in html
+    assert 'data-testid="pending">1<' in html
