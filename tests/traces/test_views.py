@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from traces.models import Run, RunStatus, Span, SpanKind, SpanStatus
+from traces.views import tree as trees
 
 T0 = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 
@@ -174,7 +175,7 @@ def test_big_run_renders_collapsed_with_a_fixed_number_of_queries(reviewer_clien
         response = reviewer_client.get(f"/runs/{run.trace_id}/")
     html = response.content.decode()
     rows = html.count('class="span-row')
-    assert 0 < rows <= 400
+    assert 0 < rows <= trees.PAGE_ROWS
     assert "span-collapsed" in html and 'data-collapsed="1"' in html
     assert f'data-cursor="{run.last_seq}"' in html  # the cursor covers spans not rendered
 
@@ -195,13 +196,14 @@ def test_expanding_a_folded_subtree_returns_its_rows(reviewer_client, agent, dja
 @pytest.mark.django_db
 def test_more_marker_continues_a_wide_level(reviewer_client, agent):
     run = make_run(agent)
-    spans = make_spans(run, 900)  # a root with 899 children: too many for one page
+    page = trees.PAGE_ROWS
+    spans = make_spans(run, 2 * page + 100)  # a root with too many children for one page
     html = reviewer_client.get(f"/runs/{run.trace_id}/").content.decode()
-    assert html.count('class="span-row') == 400 and 'class="span-more"' in html
+    assert html.count('class="span-row') == page and 'class="span-more"' in html
     url = html.split('class="span-more"')[1].split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
     chunk = reviewer_client.get(url).content.decode()
-    assert chunk.count('class="span-row') == 400
-    assert f"span-{run.pk}-{spans[400].span_id}" in chunk and f"span-{run.pk}-{spans[399].span_id}" not in chunk
+    assert chunk.count('class="span-row') == page and 'class="span-more"' in chunk
+    assert f"span-{run.pk}-{spans[page].span_id}" in chunk and f"span-{run.pk}-{spans[page - 1].span_id}" not in chunk
 
 
 # --- span panel --------------------------------------------------------------------------------

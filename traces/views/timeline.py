@@ -63,9 +63,8 @@ def run_spans(request, trace_id):
         after = request.GET["after"]
         if not after.isdigit():
             raise Http404("after must be a seq number")
-        tree = trees.load_tree(run, fields=("span_id", "parent_span_id", "seq", "start_time"))
-        rows = list(Span.objects.filter(run_id=run.pk, seq__gt=int(after)).order_by("seq")
-                    .values(*trees.ROW_FIELDS)[:AFTER_LIMIT + 1])
+        tree = trees.load_tree(run, fields=("span_id", "parent_span_id", "seq"))
+        rows = trees.slim_rows(Span.objects.filter(run_id=run.pk, seq__gt=int(after)), limit=AFTER_LIMIT + 1)
         context["after_more"] = len(rows) > AFTER_LIMIT
         rows = rows[:AFTER_LIMIT]
         for row in rows:  # depth is known here (the push does not know it; the browser works it out)

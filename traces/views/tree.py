@@ -7,13 +7,35 @@ than fit gets a "more" marker that fetches the next slice.
 
 from dataclasses import dataclass, field
 
+from django.db import connection
+from django.db.models import FloatField
+from django.db.models.expressions import RawSQL
+
 from traces.models import Span
 
-PAGE_ROWS = 400  # rows per page or expansion: keeps server and browser time flat for any run size
+PAGE_ROWS = 250  # rows per page or expansion: keeps server and browser time flat for any run size
 AUTO_DEPTH = 1  # in a big run, spans at depth 0..AUTO_DEPTH start expanded (their children shown)
 
-ROW_FIELDS = ("span_id", "parent_span_id", "name", "kind", "status", "status_message", "start_time", "end_time",
-              "duration_ms", "model", "tool_name", "seq", "cost", "input_tokens", "output_tokens")
+ROW_FIELDS = ("span_id", "parent_span_id", "name", "kind", "status", "status_message", "duration_ms", "model",
+              "tool_name", "seq", "cost", "input_tokens", "output_tokens")
+
+
+def slim_rows(queryset, fields=ROW_FIELDS, *, limit: int | None = None) -> list[dict]:
+    """``values(*fields)`` plus ``start_ms`` (epoch ms), in seq order (the (run, seq) index).
+
+    Timestamps come as plain numbers from PostgreSQL: converting thousands of
+    timestamptz values to aware datetimes costs more than the query itself.
+    """
+    queryset = queryset.order_by("seq")
+    if connection.vendor == "postgresql":
+        queryset = queryset.annotate(start_ms=RawSQL("extract(epoch from traces_span.start_time) * 1000", (),
+                                                     output_field=FloatField())).values(*fields, "start_ms")
+        return list(queryset[:limit] if limit is not None else queryset)
+    queryset = queryset.values(*fields, "start_time")
+    rows = list(queryset[:limit] if limit is not None else queryset)
+    for row in rows:
+        row["start_ms"] = row.pop("start_time").timestamp() * 1000
+    return rows
 
 
 @dataclass
@@ -30,7 +52,8 @@ class Tree:
 
 def load_tree(run, fields=ROW_FIELDS) -> Tree:
     """One query for the whole run (``values()``, no model instances), then pure Python."""
-    rows = Span.objects.filter(run_id=run.pk).order_by("start_time", "seq").values(*fields)
+    rows = slim_rows(Span.objects.filter(run_id=run.pk), fields)
+    rows.sort(key=lambda row: (row["start_ms"], row["seq"]))
     spans = {row["span_id"]: row for row in rows}
     children: dict[str, list[str]] = {"": []}
     for span_id, row in spans.items():
