@@ -25,7 +25,7 @@ from bench.common import PG_URL, Result, Server, bench_env, manage
 
 # Its own database and port, so benchmarks of other areas running at the same time cannot disturb it.
 DB_URL = os.environ.get("BENCH_INGEST_DATABASE_URL", PG_URL.rsplit("/", 1)[0] + "/console_bench_ingest")
-PORT = int(os.environ.get("BENCH_INGEST_PORT", "8791"))
+PORT = int(os.environ.get("BENCH_INGEST_PORT", "18473"))
 
 CONNECTIONS = int(os.environ.get("BENCH_INGEST_CONNECTIONS", "8"))
 WORKERS = int(os.environ.get("BENCH_INGEST_WORKERS", "1"))
@@ -203,7 +203,18 @@ def span_count() -> int:
     return int(out.strip())
 
 
+def _port_is_free(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is taken (another server?); set BENCH_INGEST_PORT") from exc
+
+
 def run() -> list[Result]:
+    _port_is_free(PORT)
     env = bench_env(DATABASE_URL=DB_URL)
     reset_database(env)
     key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()

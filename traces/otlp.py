@@ -70,6 +70,11 @@ class SpanRecord:
     redaction_count: int = 0
     cost: Decimal = Decimal(0)
     seq: int = 0
+    # JSON text of the structured fields, made (after redaction) by traces.services.prepare_spans
+    attributes_json: str = "{}"
+    events_json: str = "[]"
+    links_json: str = "[]"
+    tool_arguments_json: str | None = None
 
     @property
     def is_root(self) -> bool:
@@ -171,10 +176,10 @@ def _clean_str(value: str) -> str:
 
 
 def any_value(value):
-    """An OTLP AnyValue as plain JSON-able Python."""
+    """An OTLP AnyValue as plain JSON-able Python (NUL is removed when it is written)."""
     which = value.WhichOneof("value")
     if which == "string_value":
-        return _clean_str(value.string_value)
+        return value.string_value
     if which == "int_value":
         return value.int_value
     if which == "double_value":
@@ -185,14 +190,22 @@ def any_value(value):
     if which == "array_value":
         return [any_value(v) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {_clean_str(kv.key): any_value(kv.value) for kv in value.kvlist_value.values}
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     return None
 
 
-def attributes_of(key_values) -> dict:
-    return {_clean_str(kv.key): any_value(kv.value) for kv in key_values}
+def attributes_of(key_values, limit: int = MAX_ATTRIBUTE_CHARS) -> dict:
+    attrs = {}
+    for kv in key_values:  # the hot loop of decoding: strings inline, the rest through any_value
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":
+            text = value.string_value
+            attrs[kv.key] = text if len(text) <= limit else _limit(text, limit)
+        else:
+            attrs[kv.key] = any_value(value)
+    return attrs
 
 
 def _str(value) -> str:
@@ -284,12 +297,9 @@ def _tool_arguments(value):
 
 def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
     """Map one already-validated protobuf span."""
-    attrs = attributes_of(span.attributes)
+    attrs = attributes_of(span.attributes, max(text_limit, MAX_ATTRIBUTE_CHARS))
     parent = span.parent_span_id.hex()
     kind = span_kind(attrs, is_root=not parent)
-    for key, value in attrs.items():
-        if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_CHARS:
-            attrs[key] = _limit(value, MAX_ATTRIBUTE_CHARS)
 
     code = span.status.code
     status = SpanStatus.ERROR if code == 2 else SpanStatus.OK if code == 1 else SpanStatus.UNSET

@@ -42,8 +42,9 @@ CACHE_SECONDS = 5.0
 # ``in`` and ``bytes.translate`` take about one.
 _DIGITISH = b"0123456789 .-()+/"
 _WINDOW_TABLE = bytes(100 if b in _DIGITISH else 120 for b in range(256))  # b"d" or b"x"
-_NINE = b"d" * 9
-_NON_DIGITS = bytes(b for b in range(256) if not 48 <= b <= 57)
+_MIN_DIGITS = 8  # the shortest phone number the built-in pattern matches has 8 digits
+_NINE = b"d" * _MIN_DIGITS
+_DIGIT_TABLE = bytes(49 if 48 <= b <= 57 else 48 for b in range(256))  # b"1" for a digit, else b"0"
 _API_KEY_HINTS = ("sk-", "aoc_", "AKIA", "gho_", "ghp_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "Bearer ")
 
 
@@ -56,7 +57,7 @@ def _has_key_hint(text: str) -> bool:
 
 
 def digit_windows(text: str) -> list[tuple[int, int]]:
-    """Spans of ``text`` made of digits and separators holding 9+ such characters.
+    """Spans of ``text`` made of digits and separators holding 8+ digits.
 
     Card and phone numbers can only occur inside them. ``encode("ascii", "replace")``
     keeps one byte per character, so byte offsets are string offsets.
@@ -65,11 +66,12 @@ def digit_windows(text: str) -> list[tuple[int, int]]:
     mapped = raw.translate(_WINDOW_TABLE)
     windows = []
     start = mapped.find(_NINE)
+    digits = raw.translate(_DIGIT_TABLE) if start >= 0 else b""
     while start >= 0:
         end = mapped.find(b"x", start)
         if end < 0:
             end = len(mapped)
-        if len(raw[start:end].translate(None, _NON_DIGITS)) >= 9:
+        if digits.count(b"1", start, end) >= _MIN_DIGITS:
             windows.append((max(start - 1, 0), min(end + 1, len(mapped))))  # one character of context
         start = mapped.find(_NINE, end)
     return windows
@@ -102,6 +104,32 @@ class Redactor:
             # A literal backslash in the replacement is meant literally, not as a group reference.
             self.rules.append(_Rule(name, regex, replacement.replace("\\", "\\\\"),
                                     _HINTS.get(name) if builtin else None, builtin and name in _WINDOWED))
+        self._custom = any(rule.hint is None and not rule.windowed for rule in self.rules)
+
+    @property
+    def has_custom_rules(self) -> bool:
+        return self._custom
+
+    def may_match(self, blob: str) -> bool:
+        """False only when no rule can match any of a span's strings, joined by NUL into ``blob``.
+
+        Built-in rules are checked by their C-speed hints, card and phone numbers by
+        their regexes on the few digit windows only; custom rules always say maybe.
+        NUL is neither a word nor a digit character, so a window or word boundary never
+        spans two strings: a string matches only if its part of the blob does.
+        """
+        if self._custom:
+            return True
+        windows = None
+        for rule in self.rules:
+            if rule.windowed:
+                if windows is None:
+                    windows = digit_windows(blob)
+                if any(rule.regex.search(blob[start:end]) for start, end in windows):
+                    return True
+            elif rule.hint(blob):
+                return True
+        return False
 
     def redact_text(self, text: str, counts: Counter) -> str:
         if len(text) < 5:
@@ -133,6 +161,23 @@ class Redactor:
             last = end
         pieces.append(text[last:])
         return "".join(pieces)
+
+    @staticmethod
+    def strings_of(value, out: list) -> list:
+        """Every string (keys too) inside a JSON-like value, appended to ``out``."""
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                out.append(key)
+                if isinstance(item, str):
+                    out.append(item)
+                elif isinstance(item, (dict, list)):
+                    Redactor.strings_of(item, out)
+        elif isinstance(value, list):
+            for item in value:
+                Redactor.strings_of(item, out)
+        return out
 
     def redact_value(self, value, counts: Counter):
         """Redact every string inside a JSON-like value (dict keys stay)."""

@@ -43,27 +43,72 @@ class IngestResult:
 # --- preparation (outside the transaction) -----------------------------------------------
 
 
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _json_text(value) -> str:
+    text = _dumps(value)
+    if "\\u0000" in text:  # PostgreSQL's jsonb refuses NUL; rare, so only then walk the value
+        text = _dumps(_without_nul(value))
+    return text
+
+
+def _serialize(span: SpanRecord) -> None:
+    span.attributes_json = _json_text(span.attributes)
+    span.events_json = _json_text(span.events) if span.events else "[]"
+    span.links_json = _json_text(span.links) if span.links else "[]"
+    span.tool_arguments_json = None if span.tool_arguments is None else _json_text(span.tool_arguments)
+
+
+def _redact(span: SpanRecord, redactor) -> Counter:
+    counts = Counter()
+    span.name = redactor.redact_text(span.name, counts)
+    span.status_message = redactor.redact_text(span.status_message, counts)
+    span.input_text = redactor.redact_text(span.input_text, counts)
+    span.output_text = redactor.redact_text(span.output_text, counts)
+    span.task = redactor.redact_text(span.task, counts)
+    span.session_id = redactor.redact_text(span.session_id, counts)
+    if span.tool_arguments is not None:
+        span.tool_arguments = redactor.redact_value(span.tool_arguments, counts)
+    span.attributes = redactor.redact_value(span.attributes, counts)
+    if span.events:
+        span.events = redactor.redact_value(span.events, counts)
+    return counts
+
+
 def prepare_spans(spans: list[SpanRecord]) -> Counter:
-    """Redact and price spans in place; returns redactions per rule name."""
+    """Redact, price and serialize spans in place; returns redactions per rule name.
+
+    The usual span has nothing to redact: one cheap check over all its text
+    (``Redactor.may_match``) skips the per-string walk for it.
+    """
     redactor = redaction.get_redactor()
     total = Counter()
     for span in spans:
-        counts = Counter()
-        span.name = redactor.redact_text(span.name, counts)
-        span.status_message = redactor.redact_text(span.status_message, counts)
-        span.input_text = redactor.redact_text(span.input_text, counts)
-        span.output_text = redactor.redact_text(span.output_text, counts)
-        span.task = redactor.redact_text(span.task, counts)
-        span.session_id = redactor.redact_text(span.session_id, counts)
-        if span.tool_arguments is not None:
-            span.tool_arguments = redactor.redact_value(span.tool_arguments, counts)
-        span.attributes = redactor.redact_value(span.attributes, counts)
+        strings = [span.name, span.status_message, span.input_text, span.output_text, span.task, span.session_id]
+        redactor.strings_of(span.attributes, strings)
         if span.events:
-            span.events = redactor.redact_value(span.events, counts)
+            redactor.strings_of(span.events, strings)
+        if span.tool_arguments is not None:
+            redactor.strings_of(span.tool_arguments, strings)
+        if redactor.may_match("\x00".join(strings)):
+            counts = _redact(span, redactor)
+            span.redaction_count = sum(counts.values())
+            total.update(counts)
+        _serialize(span)
         if not span.task and span.is_root and span.input_text:
             span.task = span.input_text[:500]  # already redacted
-        span.redaction_count = sum(counts.values())
-        total.update(counts)
         span.cost = pricing.cost_of(model=span.model, input_tokens=span.input_tokens,
                                     output_tokens=span.output_tokens)
     return total
@@ -191,11 +236,35 @@ _SPAN_COLUMNS = ("run_id", "span_id", "parent_span_id", "name", "kind", "status"
 def _span_row(run_id: int, s: SpanRecord, now: datetime) -> tuple:
     return (run_id, s.span_id, s.parent_span_id, s.name, s.kind, s.status, s.status_message, s.start_time,
             s.end_time, s.duration_ms, s.operation, s.model, s.provider, s.input_tokens, s.output_tokens,
-            s.cache_tokens, s.reasoning_tokens, s.cost, s.tool_name,
-            None if s.tool_arguments is None else json.dumps(s.tool_arguments, ensure_ascii=False),
-            s.input_text, s.output_text, json.dumps(s.attributes, ensure_ascii=False),
-            json.dumps(s.events, ensure_ascii=False), json.dumps(s.links, ensure_ascii=False),
+            s.cache_tokens, s.reasoning_tokens, s.cost, s.tool_name, s.tool_arguments_json,
+            s.input_text, s.output_text, s.attributes_json, s.events_json, s.links_json,
             s.prompt_name, s.prompt_version, s.redaction_count, s.seq, now)
+
+
+def _esc(value: str) -> str:
+    """A string in PostgreSQL's COPY text format (NUL, which text cannot hold, dropped)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value or "\t" in value or "\r" in value:
+        value = value.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value
+
+
+def copy_line(run_id: int, s: SpanRecord, received: str) -> str:
+    """One span as a COPY text line, columns in ``_SPAN_COLUMNS`` order.
+
+    Ids, kinds, statuses and numbers never need escaping; free text and JSON do.
+    """
+    args = "\\N" if s.tool_arguments_json is None else _esc(s.tool_arguments_json)
+    return (f"{run_id}\t{s.span_id}\t{s.parent_span_id}\t{_esc(s.name)}\t{s.kind}\t{s.status}\t"
+            f"{_esc(s.status_message)}\t{s.start_time.isoformat()}\t{s.end_time.isoformat()}\t{s.duration_ms!r}\t"
+            f"{_esc(s.operation)}\t{_esc(s.model)}\t{_esc(s.provider)}\t{s.input_tokens}\t{s.output_tokens}\t"
+            f"{s.cache_tokens}\t{s.reasoning_tokens}\t{s.cost}\t{_esc(s.tool_name)}\t{args}\t"
+            f"{_esc(s.input_text)}\t{_esc(s.output_text)}\t{_esc(s.attributes_json)}\t{_esc(s.events_json)}\t"
+            f"{_esc(s.links_json)}\t{_esc(s.prompt_name)}\t{_esc(s.prompt_version)}\t{s.redaction_count}\t"
+            f"{s.seq}\t{received}\n")
 
 
 _UPSERT_RUNS = f"""
@@ -247,9 +316,9 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
             # No commit since the last batch (an outer transaction): ON COMMIT has not emptied it.
             cur.execute(f"DELETE FROM {_STAGE}")
         with cur.copy(_COPY_STAGE) as copy:
-            for trace_id, run in runs.items():
-                for span in groups[trace_id]:
-                    copy.write_row(_span_row(run["id"], span, now))
+            received = now.isoformat()
+            copy.write("".join(copy_line(run["id"], span, received)
+                               for trace_id, run in runs.items() for span in groups[trace_id]).encode())
         cur.execute(_MOVE_STAGE)
         inserted_keys = {(run_id, span_id) for run_id, span_id in cur.fetchall()}
         columns = {name: [] for name in ("id", *_UPDATED_RUN_FIELDS)}

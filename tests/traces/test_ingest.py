@@ -68,3 +68,17 @@ def test_json_body_with_hex_ids_and_charset_parameter(client, agent_key):
     assert response.json() == {}
     assert Run.objects.get().trace_id == format(spans[0].context.trace_id, "032x")
     assert Span.objects.count() == 3
+
+
+def test_awkward_characters_survive_the_copy_path(client, agent_key):
+    trace = helpers.new_trace_id()
+    name = 'tab\there, newline\nthere, back\\slash \\N, "quotes", ünïcödé ✓'
+    span = helpers.make_span(trace, name=name, attrs={
+        "input.value": "line1\r\nline2\t\\t literal", "weird": "nul\x00byte", "nested\\key": "a\\nb"})
+    response = helpers.post(client, helpers.body_of(span), key=agent_key)
+    assert response.status_code == 200, response.content
+    stored = Span.objects.get()
+    assert stored.name == name
+    assert stored.input_text == "line1\r\nline2\t\\t literal"
+    assert stored.attributes["weird"] == "nulbyte"
+    assert stored.attributes["nested\\key"] == "a\\nb"
