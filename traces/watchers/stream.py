@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -78,7 +78,7 @@ def _work() -> None:
         except Exception:  # noqa: BLE001 - the periodic jobs catch up on anything missed
             log.exception("watchers: stream check failed")
         finally:
-            close_old_connections()
+            connection.close()  # back to the pool (or closed): an idle worker holds no connection
             with _cond:
                 _busy = False
                 _cond.notify_all()
