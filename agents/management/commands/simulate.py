@@ -33,8 +33,8 @@ class Command(BaseCommand):
     def handle(self, *args, url, key, rate, duration, seed, no_mischief, **options):
         from agents.fleet import Fleet
 
-        logging.basicConfig(level=logging.INFO if options["verbosity"] > 1 else logging.WARNING,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        if options["verbosity"] < 2:  # one line per request would drown the fleet's own warnings
+            logging.getLogger("httpx").setLevel(logging.WARNING)
         keys = dict(parse_key(k) for k in key)
         try:
             fleet = Fleet(url, keys, rate=rate, seed=seed, mischief=not no_mischief)
