@@ -9,7 +9,7 @@ from approvals import services as approval_services
 from approvals.models import ApprovalRequest, GuardianRule, Outcome, Queue
 from console.roles import Role
 from tests import factories
-from tests.traces.helpers import PROTOBUF, protobuf_body, record_agent_run
+from tests.traces.helpers import protobuf_body, record_agent_run
 from traces import ingest, pricing, redaction
 from traces.models import Run, Span
 
@@ -48,11 +48,19 @@ class World:
         return client
 
 
-def ingest_run(client_or_key, **kwargs) -> None:
-    key = client_or_key
-    response = Client().post("/v1/traces", protobuf_body(record_agent_run(**kwargs)), content_type=PROTOBUF,
-                             HTTP_AUTHORIZATION=f"Bearer {key}")
-    assert response.status_code == 200, response.content
+def ingest_run(agent, **kwargs) -> None:
+    """Store a small SDK-made run for ``agent`` through the decode and ingest services (no HTTP, so it
+    also works beside a browser test's event loop)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from traces import otlp, services
+
+    export = otlp.parse_protobuf(protobuf_body(record_agent_run(**kwargs)))
+    decoded = otlp.decode(export, now=timezone.now(), max_future=timedelta(hours=1), text_limit=32 * 1024)
+    assert decoded.spans and not decoded.rejected
+    services.ingest_spans(agent=agent, spans=decoded.spans)
 
 
 def pending_request(agent, queue: Queue, **fields) -> ApprovalRequest:
@@ -99,8 +107,8 @@ def world(db) -> World:
                                 order=11)
     request = pending_request(agent, queue)
     other_request = pending_request(other_agent, other_queue)
-    ingest_run(key)
-    ingest_run(other_key, task="Rival secret task")
+    ingest_run(agent)
+    ingest_run(other_agent, task="Rival secret task")
     prompt_name = "refund-agent"
     agent_services.create_prompt(name=prompt_name, actor=admin, template="Refund {{ order }} politely.",
                                  variables=["order"])

@@ -72,18 +72,34 @@ class Hostile:
     request_ids: list
 
 
-def plant(world) -> Hostile:
-    """Send the hostile run and approval requests as ``world.agent`` through /v1/traces and the API."""
+def plant(world, base_url: str | None = None) -> Hostile:
+    """Send the hostile run and approval requests as ``world.agent`` through /v1/traces and the API
+    (of the test client, or over HTTP to ``base_url``, a live server)."""
     from approvals.models import ApprovalRequest
     from traces.models import Run, Span
 
+    headers = {"Authorization": f"Bearer {world.key}"}
+    if base_url:
+        import httpx
+
+        http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+        def post(path, body, content_type):
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            response = http.post(path, content=content, headers={"Content-Type": content_type})
+            return response.status_code, response.content, response.json
+    else:
+        client = Client(HTTP_AUTHORIZATION=headers["Authorization"])
+
+        def post(path, body, content_type):
+            response = client.post(path, body, content_type=content_type)
+            return response.status_code, response.content, response.json
+
     spans = hostile_spans()
-    response = Client().post("/v1/traces", protobuf_body(spans), content_type=PROTOBUF,
-                             HTTP_AUTHORIZATION=f"Bearer {world.key}")
-    assert response.status_code == 200, response.content
+    status, content, _json = post("/v1/traces", protobuf_body(spans), PROTOBUF)
+    assert status == 200, content
     trace_id = format(spans[0].context.trace_id, "032x")
     run = Run.objects.get(trace_id=trace_id)
-    api = Client(HTTP_AUTHORIZATION=f"Bearer {world.key}")
     ids = []
     bodies = [
         {"action": "billing." + payload("action"), "summary": payload("summary"), "risk": "high",
@@ -95,9 +111,9 @@ def plant(world) -> Hostile:
          "resource": payload("resource")},
     ]
     for body in bodies:
-        response = api.post("/api/v1/approvals", body, content_type="application/json")
-        assert response.status_code == 201, response.content
-        ids.append(response.json()["id"])
+        status, content, as_json = post("/api/v1/approvals", body, "application/json")
+        assert status == 201, content
+        ids.append(as_json()["id"])
     request = ApprovalRequest.objects.get(pk=ids[0])
     span_id = Span.objects.filter(run=run, tool_name__contains="__xss__").values_list("span_id", flat=True).first()
     return Hostile(world=replace(world, request=request, run=run, span_id=span_id), trace_id=trace_id,
