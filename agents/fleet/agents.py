@@ -40,9 +40,10 @@ class SupportBot(SimAgent):
             self.tool("lookup_order", args, order)
         if t["loop"]:
             return "looped on lookup_order"
+        customer = f"crm:customer:{t['customer_id']}"
         self.tool("lookup_customer", {"customer_id": t["customer_id"]},
                   {"customer_id": t["customer_id"], "tier": self.rng.choice(["standard", "gold"]),
-                   "open_tickets": self.rng.randint(0, 3)})
+                   "open_tickets": self.rng.randint(0, 3)}, resource=customer)
         wants_refund = generous or self.rng.random() < 0.65 or t["shared"]
         refund = None
         if wants_refund:
@@ -54,7 +55,7 @@ class SupportBot(SimAgent):
             summary = (f"Refund {refund} EUR" if generous else
                        f"Refund {refund} EUR for order {t['order_id']} ({t['product']}): customer reports it "
                        f"{'is damaged' if 'crack' in t['ticket'] else 'is faulty or missing'}; paid {t['amount']} EUR")
-            resource = SHARED_RESOURCE if t["shared"] else f"crm:customer:{t['customer_id']}"
+            resource = customer
             decision = self.ask("refund", {"order_id": t["order_id"], "customer_id": t["customer_id"],
                                            "amount": refund, "currency": "EUR"}, "high", summary,
                                 resource=resource, context={"ticket_id": t["ticket_id"], "paid_eur": t["amount"]})
@@ -63,7 +64,7 @@ class SupportBot(SimAgent):
             elif decision.approved:
                 result = self.execute(decision, "issue_refund",
                                       lambda a: {"refund_id": f"RF-{self.rng.randint(10000, 99999)}",
-                                                 "amount": a["amount"], "status": "issued"})
+                                                 "amount": a["amount"], "status": "issued"}, resource=customer)
                 refund = result["amount"]
                 self.state("ticket.refund", {"refunded": 0}, {"refunded": refund})
             elif decision.pending:
@@ -72,7 +73,7 @@ class SupportBot(SimAgent):
                 refund = None
         elif refund is not None:
             self.tool("issue_refund", {"order_id": t["order_id"], "amount": refund, "currency": "EUR"},
-                      {"refund_id": f"RF-{self.rng.randint(10000, 99999)}", "status": "issued"})
+                      {"refund_id": f"RF-{self.rng.randint(10000, 99999)}", "status": "issued"}, resource=customer)
         reply = texts.support_reply(t, refund, generous)
         self.llm(system=system, user=t["ticket"], output=reply, model="gpt-4o-mini")
         self.tool("send_reply", {"ticket_id": t["ticket_id"], "chars": len(reply)}, {"sent": True})
@@ -101,15 +102,16 @@ class DataOps(SimAgent):
         self.tool("describe_schema", {"tables": ["customers", "orders", "invoices"]},
                   {"customers": 48211, "orders": 1203311, "invoices": 998102})
         sql = texts.migration_sql(task["change"])
+        resource = SHARED_RESOURCE if task["shared"] else f"db:{env}-main"
         self.llm(system=prompt.template.split("\n\nChange")[0], user=f"Change request: {title}\nTarget: {env}",
                  output=sql + "\nRisk: low lock time; batches of 10,000 rows.", model="claude-sonnet-4")
         self.tool("dry_run_migration", {"sql": sql, "environment": env},
-                  {"ok": True, "estimated_lock_ms": self.rng.randint(5, 900)})
+                  {"ok": True, "estimated_lock_ms": self.rng.randint(5, 900)}, resource=resource)
         arguments = {"sql": sql, "environment": env, "database": f"{env}-main"}
         if env != "prod":
-            self.tool("run_migration", arguments, {"applied": True, "rows": self.rng.randint(0, 50000)})
+            self.tool("run_migration", arguments, {"applied": True, "rows": self.rng.randint(0, 50000)},
+                      resource=resource)
             return f"applied on {env}"
-        resource = SHARED_RESOURCE if task["shared"] else f"db:{env}-main"
         decision = self.ask("run_migration", arguments, "critical", f"Run migration on prod: {title}",
                             resource=resource)
         if decision is None or decision.pending:
@@ -117,7 +119,8 @@ class DataOps(SimAgent):
         if not decision.approved:
             self.think(f"Migration not approved ({decision.status}: {decision.reason}); leave prod untouched.")
             return f"migration {decision.status}"
-        self.execute(decision, "run_migration", lambda a: {"applied": True, "rows": self.rng.randint(0, 50000)})
+        self.execute(decision, "run_migration", lambda a: {"applied": True, "rows": self.rng.randint(0, 50000)},
+                     resource=resource)
         self.state("schema.version", self.rng.randint(180, 200), "next")
         return "applied on prod"
 
@@ -158,9 +161,11 @@ class DeployBot(SimAgent):
                 return "deploy waiting for approval"
             if not decision.approved:
                 return f"deploy {decision.status}"
-            self.execute(decision, "deploy", lambda a: {"deployed": a["version"], "canary": a["canary_percent"]})
+            self.execute(decision, "deploy", lambda a: {"deployed": a["version"], "canary": a["canary_percent"]},
+                         resource=f"service:{service}")
         else:
-            self.tool("deploy", arguments, {"deployed": version}, lo=1.0, hi=2.5)
+            self.tool("deploy", arguments, {"deployed": version}, lo=1.0, hi=2.5,
+                      resource=f"service:{service}:{env}")
         healthy = self.rng.random() > 0.1
         self.tool("health_check", {"service": service, "environment": env},
                   {"p99_ms": self.rng.randint(120, 450) if healthy else 1900, "error_rate": 0.002 if healthy else 0.04},

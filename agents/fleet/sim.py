@@ -144,13 +144,16 @@ class SimAgent:
         return output
 
     def tool(self, name: str, arguments: dict, result, *, lo: float = 0.2, hi: float = 0.9,
-             error: str | None = None):
+             error: str | None = None, resource: str | None = None):
+        """A tool call span; ``resource`` names what it touches (``console.resource``, for conflict detection)."""
         call_id = "call_" + uuid.uuid4().hex[:16]
-        with self.tracer.start_as_current_span(f"execute_tool {name}", attributes={
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "gen_ai.tool.type": "function",
-                "gen_ai.tool.call.id": call_id, "gen_ai.tool.call.arguments": json.dumps(arguments),
-                "openinference.span.kind": "TOOL", "tool.name": name,
-                "input.value": json.dumps(arguments)}) as span:
+        attributes = {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.id": call_id, "gen_ai.tool.call.arguments": json.dumps(arguments),
+            "openinference.span.kind": "TOOL", "tool.name": name, "input.value": json.dumps(arguments)}
+        if resource:
+            attributes["console.resource"] = resource
+        with self.tracer.start_as_current_span(f"execute_tool {name}", attributes=attributes) as span:
             self.pause(lo, hi)
             if error:
                 span.set_status(Status(StatusCode.ERROR, error))
@@ -189,7 +192,8 @@ class SimAgent:
         try:
             with self.tracer.start_as_current_span(f"approval {action}", attributes={
                     "console.span.kind": "decision", "console.approval.action": action,
-                    "console.approval.risk": risk, "input.value": json.dumps(arguments)}) as span:
+                    "console.approval.risk": risk, "console.approval.resource": resource or "",
+                    "input.value": json.dumps(arguments)}) as span:
                 decision = self.console.request_approval(action, arguments, risk, summary=summary,
                                                          resource=resource, context=context, wait=False)
                 self.approvals += 1
@@ -206,11 +210,11 @@ class SimAgent:
         finally:
             self.waiting.release()
 
-    def execute(self, decision: Decision, tool: str, result_of) -> object:
+    def execute(self, decision: Decision, tool: str, result_of, *, resource: str | None = None) -> object:
         """Run the approved (maybe edited) arguments as a tool span and report the execution once."""
         arguments = decision.arguments
         try:
-            result = self.tool(tool, arguments, result_of(arguments))
+            result = self.tool(tool, arguments, result_of(arguments), resource=resource)
         except Stopped:
             self.console.report_execution(decision.id, error="interrupted: the agent was stopped",
                                           digest=decision.digest)

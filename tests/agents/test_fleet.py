@@ -123,25 +123,34 @@ def forced(*kinds):
     return Mischief(random.Random(1), rate=10, enabled=False, always=kinds)
 
 
-def test_a_looping_support_bot_repeats_the_same_tool_call(asgi_server):
+def test_a_looping_support_bot_repeats_the_same_tool_call_and_opens_a_loop_incident(asgi_server, settings):
     from django.db.models import Count
 
+    from traces.incident_models import Incident
     from traces.models import Span
 
+    settings.WATCHERS_MODE = "inline"
     fleet = Fleet(asgi_server.url, keys_for(["support-bot"]), rate=10, seed=1, mischief=forced("loop"))
     looped = (Span.objects.filter(tool_name="lookup_order").values("run", "tool_arguments")
               .annotate(n=Count("id")).filter(n__gte=8))
-    run_until(fleet, looped.exists)
+    incidents = Incident.objects.filter(kind="loop", agent__name="support-bot")
+    run_until(fleet, lambda: looped.exists() and incidents.exists())
     assert looped.exists()
+    assert incidents.exists()
 
 
-def test_support_bot_and_data_ops_ask_to_act_on_the_same_customer(asgi_server):
+def test_support_bot_and_data_ops_on_the_same_customer_open_a_conflict_incident(asgi_server, settings):
+    from traces.incident_models import Incident
+
+    settings.WATCHERS_MODE = "inline"
     fleet = Fleet(asgi_server.url, keys_for(["support-bot", "data-ops"]), rate=10, seed=1,
                   mischief=forced("shared_resource"))
     on_42 = ApprovalRequest.objects.filter(resource="crm:customer:42")
-    run_until(fleet, lambda: on_42.values("agent").distinct().count() == 2)
+    conflicts = Incident.objects.filter(kind="conflict")
+    run_until(fleet, lambda: on_42.values("agent").distinct().count() == 2 and conflicts.exists())
     assert set(on_42.values_list("agent__name", flat=True)) == {"support-bot", "data-ops"}
     assert set(on_42.values_list("action", flat=True)) == {"refund", "run_migration"}
+    assert conflicts.first().evidence["resource"] == "crm:customer:42"
 
 
 def test_a_researcher_cost_spike_sends_huge_token_counts(asgi_server):
