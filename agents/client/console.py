@@ -344,9 +344,21 @@ def _check(response: httpx.Response) -> httpx.Response:
     message = f"{response.request.method} {response.request.url.path}: HTTP {status}: {detail or body!s:.300}"
     if status == 400 or status == 422:
         errs = body.get("errors") if isinstance(body, dict) else None
-        raise errors.BadRequest(message, status=status, body=body, errors=errs)
+        raise errors.BadRequest(message, status=status, body=body, errors=errs or _errors_from_detail(detail))
     kinds = {401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound, 409: errors.Conflict}
     raise kinds.get(status, errors.ConsoleError)(message, status=status, body=body)
+
+
+def _errors_from_detail(detail) -> list[dict]:
+    """``"Invalid request: field: message; other: message"`` (the console's 400 text) as field errors."""
+    if not isinstance(detail, str) or not detail.startswith("Invalid request: "):
+        return []
+    found = []
+    for part in detail.removeprefix("Invalid request: ").split("; "):
+        field_name, sep, text = part.partition(": ")
+        if sep:
+            found.append({"field": field_name, "message": text})
+    return found
 
 
 def _prompt_ref(prompt) -> dict | None:

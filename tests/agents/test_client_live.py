@@ -251,3 +251,9 @@ def test_the_readme_example_runs_as_written_and_gets_the_reviewers_edit(asgi_ser
     assert req.execution_result == {"refund_id": "RF-1", "amount": 650}
     run = Run.objects.get(agent=agent)
     assert run.task == "Refund a damaged espresso machine" and req.trace_id == run.trace_id
+
+
+def test_a_bad_idempotency_key_is_refused_naming_the_header(live_agent):
+    with pytest.raises(BadRequest) as exc:
+        live_agent.request_approval("notes.add", {}, "low", idempotency_key="k" * 300)
+    assert "Idempotency-Key" in exc.value.fields

@@ -306,3 +306,10 @@ def test_a_500_is_retried_for_a_read_but_not_for_a_write(stub):
     with pytest.raises(ConsoleError) as exc:
         console.report_execution(7, result=1)
     assert exc.value.status == 500 and len(stub.requests) == 3
+
+
+def test_a_400_without_a_field_list_still_names_the_field(stub):
+    stub.script = [(400, {}, {"detail": "Invalid request: Idempotency-Key: at most 200 characters"})]
+    with pytest.raises(BadRequest) as exc:
+        console_for(stub).request_approval("refund", {}, "low", idempotency_key="k" * 300)
+    assert exc.value.fields == {"Idempotency-Key": "at most 200 characters"}
