@@ -63,7 +63,7 @@ def traces_endpoint(base_url: str) -> str:
 
 
 def setup_tracing(base_url: str, key: str, service_name: str, *, set_global: bool = True,
-                  export_delay_s: float = 1.0, resource_attributes: dict | None = None,
+                  export_delay_s: float = 1.0, export_timeout_s: float = 10.0, resource_attributes: dict | None = None,
                   exporter: SpanExporter | None = None) -> TracerProvider:
     """A TracerProvider exporting to ``<base_url>/v1/traces`` with the agent's bearer key.
 
@@ -78,7 +78,7 @@ def setup_tracing(base_url: str, key: str, service_name: str, *, set_global: boo
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=traces_endpoint(base_url),
-                                    headers={"Authorization": f"Bearer {key}"}, timeout=10)
+                                    headers={"Authorization": f"Bearer {key}"}, timeout=export_timeout_s)
     attributes = {"service.name": service_name, "gen_ai.agent.name": service_name}
     attributes.update(resource_attributes or {})
     provider = TracerProvider(resource=Resource.create(attributes))

@@ -30,7 +30,7 @@ class Fleet:
     """
 
     def __init__(self, base_url: str, keys: dict[str, str], rate: float = 1.0, seed: int | None = None, *,
-                 mischief: bool | Mischief = True, export_delay_s: float = 0.5):
+                 mischief: bool | Mischief = True, export_delay_s: float = 0.5, export_timeout_s: float = 10.0):
         unknown = set(keys) - set(ALL)
         if unknown:
             raise ValueError(f"unknown demo agents {sorted(unknown)}; known: {', '.join(ALL)}")
@@ -52,7 +52,8 @@ class Fleet:
         self._consoles = []
         for name, key in keys.items():
             console = Console(self.base_url, key, max_retries=3, timeout=15)
-            provider = setup_tracing(self.base_url, key, name, set_global=False, export_delay_s=export_delay_s)
+            provider = setup_tracing(self.base_url, key, name, set_global=False, export_delay_s=export_delay_s,
+                                     export_timeout_s=export_timeout_s)
             agent = ALL[name](console, provider.get_tracer("agents.fleet"), rng=random.Random(rng.random()),
                               rate=rate, stop=self.stop_event, mischief=self.mischief,
                               max_waiting=MAX_WAITING)
