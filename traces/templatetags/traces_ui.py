@@ -112,7 +112,9 @@ def span_row(span, run, run_id):
     hidden = get("hidden_descendants") or 0
     children = get("child_count") or 0
     depth = get("depth")
-    classes = f"span-row span-kind-{kind}" + (" span-error" if is_error else "") + (" span-collapsed" if hidden else "")
+    orphan = depth == 0 and bool(get("parent_span_id"))  # its parent has not arrived (yet)
+    classes = (f"span-row span-kind-{kind}" + (" span-error" if is_error else "") + (" span-collapsed" if hidden else "")
+               + (" span-detached" if orphan else ""))
     state = format_html(' data-hidden="{}"', hidden) if hidden else (mark_safe(' data-loaded="1"') if children else "")
     url = f"/runs/{run.trace_id}/spans/{span_id}/"
     extras = []
