@@ -185,3 +185,47 @@ def test_the_disliked_prompt_version_asks_for_more_than_was_paid(asgi_server):
     run_until(fleet, reviewer_rejects_then_checks)
     req = v2.first()
     assert req.arguments["amount"] > req.context["paid_eur"] and req.summary == f"Refund {req.arguments['amount']} EUR"
+
+
+def _serve_again_on(port: int):
+    import threading
+
+    import uvicorn
+
+    from console.asgi import application
+    from tests.agents.conftest import AsgiServer
+
+    server = AsgiServer.__new__(AsgiServer)
+    server.port, server.url = port, f"http://127.0.0.1:{port}"
+    server.server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
+                                                  log_level="warning", ws="websockets"))
+    server.thread = threading.Thread(target=server.server.run, name="asgi-test-server-2", daemon=True)
+    server.start()
+    return server
+
+
+def wait_for(condition, limit_s=60):
+    deadline = time.monotonic() + limit_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return condition()
+
+
+def test_the_fleet_carries_on_when_the_console_restarts(asgi_server):
+    from traces.models import Run
+
+    fleet = Fleet(asgi_server.url, keys_for(["researcher"]), rate=10, seed=1, export_timeout_s=2)
+    fleet.start()
+    second = None
+    try:
+        assert wait_for(lambda: Run.objects.exists())
+        asgi_server.stop()
+        runs_when_down = fleet.stats()["researcher"]["runs"]
+        assert wait_for(lambda: fleet.stats()["researcher"]["runs"] >= runs_when_down + 2)
+        second = _serve_again_on(asgi_server.port)
+        landed = Run.objects.count()
+        assert wait_for(lambda: Run.objects.count() > landed)
+    finally:
+        fleet.stop()
+        if second:
+            second.stop()
