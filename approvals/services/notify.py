@@ -85,24 +85,34 @@ def title_for(req: ApprovalRequest, event: str) -> str:
     return f"{what}: {req.agent.name} wants {req.action} ({req.risk}) #{req.pk}"[:300]
 
 
-def recipients_of(req: ApprovalRequest, level: dict):
-    """Users (active) a level names: listed users, members of listed groups, the queue's reviewers."""
+def recipients_of(req: ApprovalRequest, level: dict, cache: dict | None = None) -> list:
+    """Users (active) a level names: listed users, members of listed groups, the queue's reviewers.
+
+    ``cache`` (a dict kept for one sweep) saves the query for requests of the same queue and level.
+    """
+    key = (req.queue_id if level.get("queue_reviewers") else None, tuple(level.get("user_ids") or ()),
+           tuple(level.get("group_ids") or ()))
+    if cache is not None and key in cache:
+        return cache[key]
     users = get_user_model().objects.filter(is_active=True)
     who = Q(pk__in=level.get("user_ids") or []) | Q(groups__in=level.get("group_ids") or [])
     if level.get("queue_reviewers") and req.queue_id:
         who |= Q(approval_queues=req.queue_id)
-    return list(users.filter(who).distinct().order_by("pk"))
+    found = list(users.filter(who).distinct().order_by("pk"))
+    if cache is not None:
+        cache[key] = found
+    return found
 
 
-def create_deliveries(*, req: ApprovalRequest, levels: list[dict], firing: EscalationFiring | None,
-                      event: str, now: datetime) -> list[Delivery]:
-    """Pending delivery rows for every recipient of ``levels``; joins the caller's transaction."""
+def build_deliveries(*, req: ApprovalRequest, levels: list[dict], firing: EscalationFiring | None,
+                     event: str, now: datetime, cache: dict | None = None) -> list[Delivery]:
+    """Unsaved pending delivery rows for every recipient of ``levels`` (deduplicated per channel)."""
     payload = request_payload(req, event=event, level=firing.level if firing else None,
                               repeat=firing.repeat if firing else 0)
     title = title_for(req, event)
     rows, seen = [], set()
     for level in levels:
-        for user in recipients_of(req, level):
+        for user in recipients_of(req, level, cache):
             if ("in_app", user.pk) not in seen:
                 seen.add(("in_app", user.pk))
                 rows.append(Delivery(request=req, firing=firing, channel=Channel.IN_APP, user=user,
@@ -118,7 +128,14 @@ def create_deliveries(*, req: ApprovalRequest, levels: list[dict], firing: Escal
             rows.append(Delivery(request=req, firing=firing, channel=Channel.WEBHOOK, recipient=url,
                                  webhook_format=level.get("webhook_format") or WebhookFormat.GENERIC,
                                  title=title, payload=payload, next_attempt_at=now))
-    return Delivery.objects.bulk_create(rows)
+    return rows
+
+
+def create_deliveries(*, req: ApprovalRequest, levels: list[dict], firing: EscalationFiring | None,
+                      event: str, now: datetime) -> list[Delivery]:
+    """Pending delivery rows for every recipient of ``levels``; joins the caller's transaction (the outbox)."""
+    return Delivery.objects.bulk_create(build_deliveries(req=req, levels=levels, firing=firing, event=event,
+                                                         now=now))
 
 
 # --- sending ----------------------------------------------------------------------------------

@@ -151,6 +151,16 @@ def test_a_bad_matrix_is_refused_with_the_reason(admin_user, levels, message):
         update_matrix(queue_id=queue.pk, breach_action="keep_pending_and_page", actor=admin_user, levels=levels)
 
 
+def test_due_steps_lists_what_the_next_sweep_fires(setup, agent, fixed_now):
+    from approvals.services import due_steps
+
+    req = make_request(agent=agent, risk="high", now=fixed_now)
+    assert due_steps(fixed_now) == [(req.pk, 0, 0)]
+    jobs.fire_due_escalations(now=fixed_now)
+    assert due_steps(fixed_now) == []
+    assert due_steps(fixed_now + 5 * M) == [(req.pk, 1, 0)]
+
+
 def test_the_sweep_job_runs_every_part(setup, agent, fixed_now):
     make_request(agent=agent, risk="high", now=fixed_now)
     assert jobs.sweep(now=fixed_now) == {"expired": 0, "breached": 0, "claims_lapsed": 0, "fired": 1}
@@ -167,12 +177,14 @@ def test_two_workers_fire_each_step_exactly_once(admin_user, fixed_now):
     agent = factories.make_agent("busy-bot")
     requests = [make_request(agent=agent, risk="high", now=fixed_now) for _ in range(60)]
     barrier = threading.Barrier(2)
-    counts = []
+    counts, errors = [], []
 
     def worker():
         try:
             barrier.wait(timeout=30)
             counts.append(jobs.fire_due_escalations(now=fixed_now))
+        except Exception as exc:  # noqa: BLE001 - a worker that fails is a failed test
+            errors.append(exc)
         finally:
             connection.close()
 
@@ -182,6 +194,7 @@ def test_two_workers_fire_each_step_exactly_once(admin_user, fixed_now):
     for t in threads:
         t.join(timeout=120)
 
+    assert errors == []
     assert sum(counts) == len(requests)
     assert EscalationFiring.objects.count() == len(requests)
     assert Delivery.objects.filter(channel="in_app").count() == len(requests)  # one reviewer, once each

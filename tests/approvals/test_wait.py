@@ -82,3 +82,20 @@ async def test_wait_on_another_agents_request_is_404(agent, admin_user):
     response = await AsyncClient().get(f"/api/v1/approvals/{req.pk}?wait=0.2",
                                        headers={"Authorization": f"Bearer {other_plain}"})
     assert response.status_code == 404
+
+
+async def test_a_waiter_that_gives_up_does_not_disturb_another(agent, agent_key, admin_user):
+    import os
+
+    first = await sync_to_async(make_request)(agent=agent, risk="high")
+    second = await sync_to_async(make_request)(agent=agent, risk="high")
+    client = AsyncClient()
+    headers = {"Authorization": f"Bearer {agent_key}"}
+    gives_up = await client.get(f"/api/v1/approvals/{first.pk}?wait=0.2", headers=headers)
+    assert gives_up.json()["status"] == "pending"
+    thread = threading.Thread(target=_decide_once_someone_waits, args=(second.pk, admin_user, os.environ["REDIS_URL"]),
+                              kwargs={"verdict": "approve", "reason": "ok"})
+    thread.start()
+    response = await client.get(f"/api/v1/approvals/{second.pk}?wait=30", headers=headers)
+    thread.join(timeout=30)
+    assert response.json()["status"] == "approved"
