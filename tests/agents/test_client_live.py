@@ -257,3 +257,25 @@ def test_a_bad_idempotency_key_is_refused_naming_the_header(live_agent):
     with pytest.raises(BadRequest) as exc:
         live_agent.request_approval("notes.add", {}, "low", idempotency_key="k" * 300)
     assert "Idempotency-Key" in exc.value.fields
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+
+def test_get_prompt_caches_with_the_etag_and_follows_a_label_move(live_agent):
+    prompt = agent_services.create_prompt(name="support-reply", actor="system:test", template="Be kind. {ticket}")
+    v1 = prompt.versions.get(number=1)
+    agent_services.move_label(prompt=prompt, label="production", version=v1, actor="system:test")
+    first = live_agent.get_prompt("support-reply")
+    again = live_agent.get_prompt("support-reply")
+    assert (first.version, first.template, first.source) == ("1", "Be kind. {ticket}", "console")
+    assert again is first  # 304 Not Modified: the cached version is reused
+    v2 = agent_services.create_version(prompt=prompt, author="system:test", template="Be brief. {ticket}", parent=v1)
+    agent_services.move_label(prompt=prompt, label="production", version=v2, actor="system:test")
+    moved = live_agent.get_prompt("support-reply")
+    assert (moved.version, moved.template) == ("2", "Be brief. {ticket}")
+
+
+def test_an_unknown_prompt_falls_back_to_the_default(live_agent):
+    prompt = live_agent.get_prompt("no-such-prompt", default="Built in. {ticket}")
+    assert (prompt.source, prompt.version, prompt.template) == ("default", None, "Built in. {ticket}")
