@@ -100,19 +100,27 @@ def drain(timeout: float = 10.0) -> bool:
 
 _RUN_COLUMNS = ("id", "trace_id", "agent_id", "span_count", "root_ended", "cost", "started_at", "prompt_name",
                 "prompt_version")
-_SPAN_COLUMNS = ("span_id", "kind", "tool_name", "tool_arguments", "attributes", "seq", "start_time")
 
 
 def process(batch: dict[int, list[tuple[int, int]]], *, now: datetime | None = None) -> list:
-    """Run the stream detectors over each run's new spans; returns the incidents opened."""
+    """Run the stream detectors over each run's new spans; returns the incidents opened.
+
+    Reads: the runs (one query), which of their new spans are tool spans (one query over the
+    ``(run, seq)`` ranges), attributes only of new spans that carry a named score or a
+    ``resource`` (one query each, filtered in the database), and a bounded window of the
+    latest spans of runs that got new tool calls.
+    """
     from traces.watchers import services
 
     now = now or timezone.now()
     opened = []
-    runs = Run.objects.filter(pk__in=list(batch)).values(*_RUN_COLUMNS)
+    runs = list(Run.objects.filter(pk__in=list(batch)).values(*_RUN_COLUMNS))
+    if not runs:
+        return opened
+    new = NewSpans.load(batch, runs)
     for run in runs:
         try:
-            for finding in check_run(run, batch.get(run["id"]) or [], now=now):
+            for finding in check_run(run, batch.get(run["id"]) or [], now=now, new=new):
                 incident = services.open_incident(finding=finding, now=now)
                 if incident is not None:
                     opened.append(incident)
@@ -121,28 +129,63 @@ def process(batch: dict[int, list[tuple[int, int]]], *, now: datetime | None = N
     return opened
 
 
-def _new_spans(run_id: int, ranges) -> list[dict]:
-    if not ranges:
-        return []
-    where = Q()
-    for lo, hi in ranges:
-        where |= Q(seq__gt=lo, seq__lte=hi)
-    return list(Span.objects.filter(run_id=run_id).filter(where).order_by("seq").values(*_SPAN_COLUMNS)[:2000])
+def _ranges_q(batch: dict) -> Q:
+    where = Q(pk__in=[])
+    for run_id, ranges in batch.items():
+        for lo, hi in ranges:
+            where |= Q(run_id=run_id, seq__gt=lo, seq__lte=hi)
+    return where
 
 
-def check_run(run: dict, ranges, *, now: datetime) -> list[Finding]:
-    new = _new_spans(run["id"], ranges)
+class NewSpans:
+    """What the detectors need from a batch's new spans, read in a few set-wise queries."""
+
+    def __init__(self):
+        self.tool_runs: set[int] = set()
+        self.scored: dict[int, list[dict]] = {}
+        self.touched: dict[int, list[dict]] = {}
+
+    @classmethod
+    def load(cls, batch: dict, runs: list[dict]) -> "NewSpans":
+        found = cls()
+        ranged = {run_id: ranges for run_id, ranges in batch.items() if ranges}
+        if not ranged:
+            return found
+        where = _ranges_q(ranged)
+        spans = Span.objects.filter(where)
+        found.tool_runs = set(spans.filter(kind=SpanKind.TOOL).values_list("run_id", flat=True).distinct())
+        names = set()
+        for run in runs:
+            conf = detectors.settings_for(DetectorKind.SCORE, run["agent_id"])
+            if conf.enabled:
+                names |= {c.get("attribute") for c in conf.params.get("checks") or [] if c.get("attribute")}
+        if names:
+            for row in spans.filter(attributes__has_any_keys=sorted(names)).values("run_id", *_SPAN_COLUMNS)[:5000]:
+                found.scored.setdefault(row["run_id"], []).append(row)
+        if found.tool_runs:
+            touched = spans.filter(kind=SpanKind.TOOL, attributes__has_any_keys=list(RESOURCE_ATTRIBUTES))
+            for row in touched.values("run_id", *_SPAN_COLUMNS)[:5000]:
+                found.touched.setdefault(row["run_id"], []).append(row)
+        return found
+
+
+_SPAN_COLUMNS = ("span_id", "kind", "attributes", "seq", "start_time")
+
+
+def check_run(run: dict, ranges, *, now: datetime, new: NewSpans | None = None) -> list[Finding]:
+    if new is None:
+        new = NewSpans.load({run["id"]: ranges}, [run])
     findings = []
     for check in (_check_runaway_spans, _check_run_cost):
         finding = check(run)
         if finding:
             findings.append(finding)
-    if not ranges or any(s["kind"] == SpanKind.TOOL for s in new):  # no ranges: a catch-up sweep
+    if not ranges or run["id"] in new.tool_runs:  # no ranges: a catch-up sweep
         finding = _check_loop(run)
         if finding:
             findings.append(finding)
-        findings += _check_resource_conflicts(run, new)
-    findings += _check_scores(run, new)
+        findings += _check_resource_conflicts(run, new.touched.get(run["id"], []))
+    findings += _check_scores(run, new.scored.get(run["id"], []))
     return findings
 
 

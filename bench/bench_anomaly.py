@@ -1,0 +1,146 @@
+"""Anomaly detection latency: from the offending span's POST to the incident row, under background load.
+
+Serves the console in production mode on its own database; one driver thread
+keeps ~``BENCH_ANOMALY_RATE`` spans/s of realistic, varied agent spans flowing
+(``bench_ingest``'s span factory, batches of 100) while a second agent loops:
+each trial starts a new run, sends four identical tool calls, then — clock
+started — the fifth, which crosses the loop threshold. The time is until the
+incident row is visible to another connection (polled every 5 ms with psycopg).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import threading
+import time
+
+import httpx
+import psycopg
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from bench.bench_ingest import _kv, build_bodies
+from bench.common import PG_URL, Result, Server, bench_env, manage
+
+DB_URL = os.environ.get("BENCH_ANOMALY_DATABASE_URL", PG_URL.rsplit("/", 1)[0] + "/console_bench_anomaly")
+PORT = int(os.environ.get("BENCH_ANOMALY_PORT", "18475"))
+RATE = int(os.environ.get("BENCH_ANOMALY_RATE", "1000"))  # background spans/s
+TRIALS = int(os.environ.get("BENCH_ANOMALY_TRIALS", "60"))
+DRIVERS = 4  # paced background connections
+TIMEOUT_S = 10.0
+
+
+def _loop_body(trace_id: bytes, parent: bytes, spans: int, start_ns: int) -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.append(_kv("service.name", "loop-bot"))
+    ss = rs.scope_spans.add()
+    for i in range(spans):
+        span = trace_pb2.Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=parent,
+                              name="execute_tool lookup_order", start_time_unix_nano=start_ns + i * 10**6,
+                              end_time_unix_nano=start_ns + i * 10**6 + 500_000)
+        span.attributes.extend([_kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", "lookup_order"),
+                                _kv("gen_ai.tool.call.arguments", json.dumps({"order": 42}))])
+        ss.spans.append(span)
+    return request.SerializeToString()
+
+
+def reset_database(env) -> None:
+    """Drop, re-create and migrate this benchmark's own database."""
+    name = DB_URL.rsplit("/", 1)[1]
+    admin = DB_URL.rsplit("/", 1)[0] + "/postgres"
+    subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True,
+                   capture_output=True)
+    subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    manage("migrate", "-v0", env=env)
+
+
+class Background(threading.Thread):
+    """Paced batch-100 posts at RATE spans/s; counts what was acknowledged."""
+
+    def __init__(self, url: str, key: str, rate: float, seed: int):
+        super().__init__(daemon=True)
+        self.url, self.key, self.pace = url, key, rate
+        self.stop = threading.Event()
+        self.acked, self.failures = 0, 0
+        self.bodies = build_bodies(batch=100, total_spans=max(int(rate) * 60, 1000), seed=seed)
+        self.started = self.ended = 0.0
+
+    def run(self):
+        interval = 100 / self.pace
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/x-protobuf"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+            self.started = time.perf_counter()
+            next_at = self.started
+            i = 0
+            while not self.stop.is_set():
+                body = self.bodies[i % len(self.bodies)]
+                i += 1
+                try:
+                    if client.post("/v1/traces", content=body).status_code == 200:
+                        self.acked += 100
+                    else:
+                        self.failures += 1
+                except httpx.HTTPError:
+                    self.failures += 1
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self.ended = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.acked / max(self.ended - self.started, 1e-9)
+
+
+def run() -> list[Result]:
+    env = bench_env(DATABASE_URL=DB_URL)
+    reset_database(env)
+    bg_key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()
+    loop_key = manage("create_agent_key", "loop-bot", "--name", "bench", env=env).stdout.strip()
+    latencies, missed = [], 0
+    with Server(port=PORT, env=env) as server, psycopg.connect(DB_URL, autocommit=True) as db:
+        background = [Background(server.url, bg_key, RATE / DRIVERS, seed) for seed in range(DRIVERS)]
+        for driver in background:
+            driver.start()
+        time.sleep(3)  # let the load settle
+        headers = {"Authorization": f"Bearer {loop_key}", "Content-Type": "application/x-protobuf"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            for _trial in range(TRIALS):
+                trace_id, parent = os.urandom(16), os.urandom(8)
+                start_ns = time.time_ns() - 60 * 10**9
+                assert client.post("/v1/traces", content=_loop_body(trace_id, parent, 4, start_ns)).status_code == 200
+                offending = _loop_body(trace_id, parent, 1, start_ns + 10 * 10**6)
+                started = time.perf_counter()
+                assert client.post("/v1/traces", content=offending).status_code == 200
+                while True:
+                    row = db.execute("SELECT 1 FROM traces_incident WHERE trace_id = %s", (trace_id.hex(),)).fetchone()
+                    elapsed = time.perf_counter() - started
+                    if row:
+                        latencies.append(elapsed * 1000)
+                        break
+                    if elapsed > TIMEOUT_S:
+                        missed += 1
+                        break
+                    time.sleep(0.005)
+                time.sleep(0.2)
+        for driver in background:
+            driver.stop.set()
+        for driver in background:
+            driver.join(timeout=30)
+        false_alarms = db.execute("SELECT count(*) FROM traces_incident i JOIN agents_agent a ON a.id = i.agent_id "
+                                  "WHERE a.name = 'bench-agent'").fetchone()[0]
+    ordered = sorted(latencies) or [float("nan")]
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    rate = sum(d.rate for d in background)
+    failures = sum(d.failures for d in background)
+    load = (f"background {rate:,.0f} spans/s acknowledged (target {RATE}), {failures} non-200; "
+            f"{TRIALS} looping runs, {missed} not detected within {TIMEOUT_S:.0f} s; "
+            f"{false_alarms} incidents on the varied background agent")
+    return [
+        Result("anomaly span->incident p50", "ms", [statistics.median(ordered)], notes=load),
+        Result("anomaly span->incident p99", "ms", [p99], target="< 2000", notes=load),
+        Result("anomaly false alarms on varied load", "incidents", [float(false_alarms)], target="<= 0"),
+    ]
