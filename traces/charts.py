@@ -35,7 +35,7 @@ def _nice_max(value: float) -> float:
 
 def _fmt(value: float, unit: str = "") -> str:
     if unit == "$":
-        return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+        return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
     if unit == "%":
         return f"{value:.0f}%"
     if unit == "ms":
@@ -50,7 +50,7 @@ def _fmt(value: float, unit: str = "") -> str:
 def line_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *,
                title: str, unit: str = "", width: int = 560, height: int = 180, bars: bool = False) -> SafeString:
     """One chart: x = ``labels`` (buckets), one line (or bar group) per series; None = no data."""
-    left, right, top, bottom = 52, 10, 22, 26
+    left, right, top, bottom = 52, 10, 26, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _name, vs in series for v in vs if v is not None]
     y_max = _nice_max(max(values, default=0))
@@ -90,10 +90,10 @@ def line_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float
                 for x, y, v, i in points:
                     parts.append(format_html('<circle class="dot {}" cx="{:.1f}" cy="{:.1f}" r="2.5"><title>{}: {} {}'
                                              '</title></circle>', css, x, y, labels[i], _fmt(v, unit), name))
+        legend_x = width - right - 78 * (len(series) - index)
         parts.append(format_html('<rect class="legend {}" x="{}" y="6" width="10" height="10"/>'
                                  '<text class="legend-label" x="{}" y="15">{}</text>',
-                                 css, width - right - 110 * (len(series) - index), width - right - 110 * (len(series) - index) + 14,
-                                 name))
+                                 css, legend_x, legend_x + 14, name[:10]))
     parts.append(mark_safe("</svg>"))
     return _join(parts)
 

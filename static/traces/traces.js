@@ -248,6 +248,24 @@
     });
   }
 
+  // Runs list: a pushed "new" row can meet a row the page already rendered; keep the first (newest).
+  function dedupeRunRows(tbody) {
+    var seen = {};
+    tbody.querySelectorAll("tr.run-row").forEach(function (row) {
+      if (seen[row.id]) { row.remove(); } else { seen[row.id] = true; }
+    });
+    var empty = document.getElementById("runs-empty");
+    if (empty && tbody.querySelector("tr.run-row")) { empty.remove(); }
+  }
+  function initRunsList() {
+    var tbody = document.getElementById("runs-rows");
+    if (!tbody || tbody._watched) { return; }
+    tbody._watched = true;
+    new MutationObserver(function () { dedupeRunRows(tbody); }).observe(tbody, {childList: true});
+  }
+  document.addEventListener("DOMContentLoaded", initRunsList);
+  if (document.readyState !== "loading") { initRunsList(); }
+
   // Every (re)connect: fetch what was written after the last seq shown, so a dropped socket loses nothing.
   document.addEventListener("htmx:wsOpen", function () {
     document.querySelectorAll(".spans[data-run-id]").forEach(function (container) {

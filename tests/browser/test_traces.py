@@ -146,3 +146,69 @@ def test_agent_text_is_inert_in_the_timeline_and_span_panel(asgi_server, page):
     assert page.locator("#span-panel img, #span-panel script, #span-panel button[hx-get]").count() == 0
     assert fetched == []
     assert page.url.endswith(f"/runs/{run.trace_id}/")  # still logged in, still here
+
+
+def test_runs_list_adds_new_runs_live_and_with_a_filter_only_updates_rows_in_place(asgi_server, page):
+    factories.make_user(Role.OPERATOR, username="otto")
+    agent = factories.make_agent("billing-bot")
+    _row, key = factories.make_key(agent)
+    first_trace, first_root = helpers.new_trace_id(), helpers.new_span_id()
+    _send(asgi_server, key, helpers.make_span(first_trace, helpers.new_span_id(), parent=first_root, name="step"))
+    first = Run.objects.get(trace_id=first_trace.hex())
+    login(page, asgi_server, "otto", factories.PASSWORD)
+
+    page.goto(f"{asgi_server.url}/runs/")
+    expect(page.locator("[data-live-status]")).to_have_text("live")
+    page.evaluate("window.__noReload = 'still here'")
+    second_trace = helpers.new_trace_id()
+    _send(asgi_server, key, helpers.make_span(second_trace, helpers.new_span_id(), parent=helpers.new_span_id(),
+                                              name="step"))
+    second = Run.objects.get(trace_id=second_trace.hex())
+    expect(page.locator("#runs-rows tr.run-row").first).to_have_id(f"run-row-{second.pk}")
+    expect(page.locator("#runs-rows tr.run-row")).to_have_count(2)
+    assert page.evaluate("window.__noReload") == "still here"
+
+    page.goto(f"{asgi_server.url}/runs/?agent=billing-bot")
+    expect(page.locator("[data-live-status]")).to_have_text("live")
+    expect(page.locator("#runs-live-note")).to_contain_text("new runs are not added here")
+    third_trace = helpers.new_trace_id()
+    _send(asgi_server, key, helpers.make_span(third_trace, helpers.new_span_id(), parent=helpers.new_span_id(),
+                                              name="step"))
+    _send(asgi_server, key, helpers.make_span(first_trace, first_root, name="invoke_agent"))  # the first run ends
+    expect(page.locator(f"#run-row-{first.pk} .run-status")).to_have_text("OK")
+    third = Run.objects.get(trace_id=third_trace.hex())
+    expect(page.locator(f"#run-row-{third.pk}")).to_have_count(0)
+    expect(page.locator("tr.run-row")).to_have_count(2)
+
+
+def test_a_big_run_opens_collapsed_and_subtrees_open_and_close(asgi_server, page):
+    from decimal import Decimal
+
+    from tests.traces.test_views import make_run, make_spans
+    from traces.models import SpanKind
+    from traces.views import tree as trees
+
+    factories.make_user(Role.OPERATOR, username="otto")
+    agent = factories.make_agent("billing-bot")
+    run = make_run(agent, name="big")
+    make_spans(run, 5000, parent_of=lambda i, ids: ids[0] if i <= 10 else ids[(i - 1) // 10], kind=SpanKind.LLM,
+               cost=Decimal("0.001"))
+    login(page, asgi_server, "otto", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/runs/{run.trace_id}/")
+    rows = page.locator(f"#spans-{run.pk} .span-row")
+    shown = rows.count()
+    assert 0 < shown <= trees.PAGE_ROWS
+    folded = page.locator(f"#spans-{run.pk} .span-row[data-hidden]").first
+    folded_id = folded.get_attribute("data-span-id")
+    depth = int(folded.get_attribute("data-depth"))
+    hidden = int(folded.get_attribute("data-hidden"))
+    folded.locator(".span-toggle").click()
+    children = page.locator(f'#spans-{run.pk} .span-row[data-parent-id="{folded_id}"]')
+    expect(children.first).to_be_visible()
+    expect(rows).to_have_count(shown + hidden)
+    assert children.first.get_attribute("data-depth") == str(depth + 1)
+    page.locator(f"#span-{run.pk}-{folded_id} .span-toggle").click()  # close it again
+    expect(children.first).to_be_hidden()
+    page.locator(f"#span-{run.pk}-{folded_id} .span-toggle").click()
+    expect(children.first).to_be_visible()
+    assert page.js_errors == []
