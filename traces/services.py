@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
+import psycopg
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from traces import live, pricing, redaction, watchers
+from traces import live, partitions, pricing, redaction, watchers
 from traces.models import Run, RunStatus, Span, SpanKind, SpanStatus, run_status
 from traces.otlp import SpanRecord
 
@@ -196,14 +197,24 @@ def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None)
     if not groups:
         return result
     nested = connection.in_atomic_block
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            _store_postgresql(agent=agent, groups=groups, now=now, result=result, nested=nested)
-        else:
-            _store_generic(agent=agent, groups=groups, now=now, result=result)
-        if result.run_ids:
-            live.spans_ingested_on_commit(result.run_ids, result.seq_ranges)
-            watchers.spans_ingested_on_commit(result.run_ids, result.seq_ranges)  # anomaly detectors (traces/watchers)
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    _store_postgresql(agent=agent, groups=groups, now=now, result=result, nested=nested)
+                else:
+                    _store_generic(agent=agent, groups=groups, now=now, result=result)
+                if result.run_ids:
+                    live.spans_ingested_on_commit(result.run_ids, result.seq_ranges)
+                    watchers.spans_ingested_on_commit(result.run_ids, result.seq_ranges)  # anomaly detectors (traces/watchers)
+            break
+        except (psycopg.errors.CheckViolation, IntegrityError) as exc:
+            # Run ids past the last day partition (the retention job has not run for days):
+            # create the partitions and store the batch once more.
+            if attempt == 2 or nested or "no partition" not in str(exc):
+                raise
+            partitions.ensure_partitions(now=now)
+            result = IngestResult()
     redaction.record_hits(hits)
     return result
 
