@@ -276,7 +276,7 @@ class Console:
 
     def _request(self, method: str, path: str, *, json=None, params=None, headers=None, timeout=None,
                  conflict_after_retry_ok: bool = False) -> httpx.Response:
-        """Send with retries on connection errors, 429, 502, 503 and 504 (and 500 for GETs), honouring ``Retry-After``."""
+        """Send; retry connection errors, 429, 502, 503, 504 (and 500 for GETs), honouring ``Retry-After``."""
         attempt = 0
         while True:
             try:

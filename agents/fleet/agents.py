@@ -49,7 +49,7 @@ class SupportBot(SimAgent):
         if wants_refund:
             refund = t["amount"] + (self.rng.choice([50, 100, 150]) if generous else 0)
         self.llm(system=system, user=t["ticket"] + "\n\nOrder: " + str(order),
-                 output=f"The order is eligible. Plan: {'refund ' + str(refund) + ' EUR' if refund else 'replacement'}.",
+                 output="The order is eligible. Plan: " + (f"refund {refund} EUR." if refund else "replacement."),
                  finish="tool_calls", model="gpt-4o-mini")
         if refund is not None and refund > REFUND_APPROVAL_ABOVE:
             summary = (f"Refund {refund} EUR" if generous else

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agents.client import PROMPT_NAME_ATTR, PROMPT_VERSION_ATTR, Console, ConsoleError, Decision, Prompt, use_prompt

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--key", action="append", default=[], metavar="AGENT=KEY", required=True,
                             help="an agent and its key; repeat for more agents")
         parser.add_argument("--rate", type=float, default=1.0,
-                            help="speed: 1 is human-watchable, higher shortens every pause and allows more runs at once")
+                            help="speed: 1 is human-watchable; higher shortens every pause, allows more runs at once")
         parser.add_argument("--duration", type=float, default=0,
                             help="seconds to run; 0 runs until Ctrl-C")
         parser.add_argument("--seed", type=int, default=None, help="repeatable choices")
