@@ -21,6 +21,7 @@ from approvals.live import WAITER_GROUP
 log = logging.getLogger(__name__)
 
 RECHECK_S = 10.0
+SAFE_BLOCK_S = 2
 
 
 class _Registry:
@@ -72,6 +73,12 @@ async def _registry() -> _Registry | None:
     layer = get_channel_layer()
     if layer is None:
         return None
+    if getattr(layer, "brpop_timeout", 0) >= SAFE_BLOCK_S + 1:
+        # channels_redis blocks 5 s in BZPOPMIN while redis-py 8 reads with a default 5 s socket
+        # timeout: a message popped as the read times out is lost (seen as "Timeout reading from
+        # redis" and multi-second wake-ups in bench_approvals). Block for less than the socket timeout.
+        # The proper fix is a socket_timeout above brpop_timeout in CHANNEL_LAYERS (console/settings.py).
+        layer.brpop_timeout = SAFE_BLOCK_S
     loop = asyncio.get_running_loop()
     registry = _registries.get(id(loop))
     if registry is None or registry.loop is not loop or registry.task.done():

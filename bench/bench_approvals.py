@@ -24,6 +24,7 @@ from bench.common import PG_URL, REDIS_URL, ROOT, WORK, Result, Server, bench_en
 
 WAITERS = 500
 DECISIONS_PER_S = 50
+CREATE_CONCURRENCY = 16
 PENDING = 100_000
 DUE_PER_SWEEP = 500
 SWEEPS = 3
@@ -126,24 +127,36 @@ def _waiting_count(client, ids) -> int:
     return sum(1 for n in pipe.execute() if n)
 
 
-async def _agents(server_url: str, keys: list[str], ids_out: list, received: dict, ready: asyncio.Event):
+async def _agents(server_url: str, keys: list[str], ids_out: list, received: dict, created: asyncio.Event):
+    """Phase 1: every agent creates its request (16 at a time). Phase 2: all hold ``?wait=60`` at once,
+    asking again while still pending (never the case when the bench runs as planned)."""
     import httpx
 
     limits = httpx.Limits(max_connections=len(keys) + 50, max_keepalive_connections=len(keys) + 50)
     async with httpx.AsyncClient(base_url=server_url, limits=limits, timeout=120) as client:
-        async def one(key: str):
-            headers = {"Authorization": f"Bearer {key}"}
-            created = await client.post("/api/v1/approvals", headers=headers, json={
-                "action": "refunds.issue", "arguments": {"amount": 900}, "risk": "high", "summary": "bench"})
-            created.raise_for_status()
-            pk = created.json()["id"]
-            ids_out.append(pk)
-            if len(ids_out) == len(keys):
-                ready.set()
-            answer = await client.get(f"/api/v1/approvals/{pk}", params={"wait": 60}, headers=headers)
-            received[pk] = (time.time(), answer.json())
+        creating = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        await asyncio.gather(*(one(k) for k in keys))
+        async def create(key: str) -> int:
+            async with creating:
+                response = await client.post("/api/v1/approvals", headers={"Authorization": f"Bearer {key}"}, json={
+                    "action": "refunds.issue", "arguments": {"amount": 900}, "risk": "high", "summary": "bench"})
+            response.raise_for_status()
+            return response.json()["id"]
+
+        ids = await asyncio.gather(*(create(k) for k in keys))
+        ids_out.extend(ids)
+        created.set()
+
+        async def wait(key: str, pk: int):
+            for _ in range(5):
+                answer = await client.get(f"/api/v1/approvals/{pk}", params={"wait": 60},
+                                          headers={"Authorization": f"Bearer {key}"})
+                body = answer.json()
+                if body.get("status") != "pending":
+                    break
+            received[pk] = (time.time(), body)
+
+        await asyncio.gather(*(wait(k, pk) for k, pk in zip(keys, ids)))
 
 
 def _threads(pid: int) -> int:
@@ -163,11 +176,19 @@ def _latency(server: Server, keys: list[str]) -> list[Result]:
     WORK.mkdir(parents=True, exist_ok=True)
     ids_path = str(WORK / "approval_ids.json")
     rclient = redis.Redis.from_url(REDIS_URL)
+    stale = list(rclient.scan_iter("asgi:group:approval-*"))  # left by earlier runs on this bench Redis
+    if stale:
+        rclient.delete(*stale)
 
     async def main():
         ready = asyncio.Event()
         agents = asyncio.create_task(_agents(server.url, keys, ids, received, ready))
-        await asyncio.wait_for(ready.wait(), timeout=300)
+        ready_task = asyncio.create_task(ready.wait())
+        await asyncio.wait({agents, ready_task}, timeout=300, return_when=asyncio.FIRST_COMPLETED)
+        if agents.done():
+            agents.result()  # raises what went wrong
+        if not ready.is_set():
+            raise RuntimeError("requests not created in 300 s")
         deadline = time.monotonic() + 60
         while _waiting_count(rclient, ids) < len(ids) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
