@@ -148,6 +148,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"Invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # hostile nesting: a 400, never a 500
+        raise DecodeError("Invalid JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise DecodeError("Invalid OTLP JSON: the body must be an object with resourceSpans")
     for resource_spans in _items(data, "resourceSpans", "resource_spans"):
@@ -164,6 +166,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
         raise DecodeError(f"Invalid OTLP JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("Invalid OTLP JSON: values nested too deeply") from exc
     return request
 
 
