@@ -127,7 +127,7 @@ class SpanFactory:
         return span
 
 
-def build_bodies(*, batch: int, total_spans: int, seed: int, runs_in_flight: int = 5) -> list[bytes]:
+def build_bodies(*, batch: int, total_spans: int, seed: int, runs_in_flight: int = 3) -> list[bytes]:
     """Protobuf bodies of ``batch`` spans, interleaving a few concurrent runs like a busy agent process."""
     factories = [SpanFactory(seed * 1000 + i) for i in range(runs_in_flight)]
     bodies = []
@@ -145,46 +145,57 @@ def build_bodies(*, batch: int, total_spans: int, seed: int, runs_in_flight: int
     return bodies
 
 
-def drive(url: str, key: str, bodies: list[bytes], spans_per_body: list[int], connections: int):
-    """POST every body; returns (seconds, acknowledged spans, non-200 statuses). 503/429 are retried."""
+def drive(url: str, key: str, streams: list[list[tuple[bytes, int]]]):
+    """One keep-alive connection per stream, each POSTing its (body, span count) list in order,
+    as one agent process's exporter does. Returns (seconds, acknowledged spans, non-200 counts);
+    503 and 429 are retried after Retry-After, as the stock exporter does."""
     lock = threading.Lock()
-    queue = list(range(len(bodies)))
     acknowledged = [0]
     failures: dict[int, int] = {}
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
 
-    def worker():
+    def note(status):
+        with lock:
+            failures[status] = failures.get(status, 0) + 1
+
+    def worker(stream):
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    index = queue.pop()
+            for body, count in stream:
                 for _attempt in range(20):
                     try:
-                        response = client.post("/v1/traces", content=bodies[index])
+                        response = client.post("/v1/traces", content=body)
                     except httpx.HTTPError:
-                        with lock:
-                            failures[-1] = failures.get(-1, 0) + 1
+                        note(-1)
                         time.sleep(0.2)
                         continue
                     if response.status_code == 200:
                         with lock:
-                            acknowledged[0] += spans_per_body[index]
+                            acknowledged[0] += count
                         break
-                    with lock:
-                        failures[response.status_code] = failures.get(response.status_code, 0) + 1
+                    note(response.status_code)
                     if response.status_code not in (429, 503):
                         break
-                    time.sleep(float(response.headers.get("Retry-After", "1")) / 10)
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, args=(stream,)) for stream in streams]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return time.perf_counter() - started, acknowledged[0], failures
+
+
+def build_streams(*, batch: int, total_spans: int, seed: int, connections: int) -> list[list[tuple[bytes, int]]]:
+    """Per connection, its own agent runs in protobuf bodies of ``batch`` spans."""
+    per_connection = total_spans // connections
+    return [[(body, _span_count(body)) for body in
+             build_bodies(batch=batch, total_spans=per_connection, seed=seed * 100 + i)] for i in range(connections)]
+
+
+def _span_count(body: bytes) -> int:
+    request = ExportTraceServiceRequest.FromString(body)
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
 def reset_database(env) -> None:
@@ -195,6 +206,26 @@ def reset_database(env) -> None:
                    capture_output=True)
     subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
     manage("migrate", "-v0", env=env)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children (uvicorn workers), from /proc."""
+    from pathlib import Path
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def span_count() -> int:
@@ -219,40 +250,41 @@ def run() -> list[Result]:
     reset_database(env)
     key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()
     rates_100, rates_1, lost_total, notes = [], [], 0, []
+    cpu_per_span = {}
     with Server(port=PORT, workers=WORKERS, env=env) as server:
         # warm up: connections, pools, caches
-        warm = build_bodies(batch=100, total_spans=1000, seed=999)
-        drive(server.url, key, warm, [100] * len(warm), CONNECTIONS)
+        drive(server.url, key, build_streams(batch=100, total_spans=1600, seed=999, connections=CONNECTIONS))
         expected = span_count()
-        for round_no in range(ROUNDS):
-            bodies = build_bodies(batch=100, total_spans=SPANS_BATCH_100, seed=round_no)
-            sizes = [len(ExportTraceServiceRequest.FromString(b).resource_spans[0].scope_spans[0].spans)
-                     for b in bodies]
-            seconds, acked, failures = drive(server.url, key, bodies, sizes, CONNECTIONS)
-            expected += acked
-            stored = span_count()
-            lost_total += max(0, expected - stored)
-            expected = stored
-            rates_100.append(acked / seconds)
-            if failures:
-                notes.append(f"batch100 round {round_no}: non-200 answers {failures}")
-        for round_no in range(ROUNDS):
-            bodies = build_bodies(batch=1, total_spans=REQUESTS_BATCH_1, seed=100 + round_no)
-            seconds, acked, failures = drive(server.url, key, bodies, [1] * len(bodies), CONNECTIONS)
-            expected += acked
-            stored = span_count()
-            lost_total += max(0, expected - stored)
-            expected = stored
-            rates_1.append(acked / seconds)
-            if failures:
-                notes.append(f"batch1 round {round_no}: non-200 answers {failures}")
+        for label, batch, total, rates in (("batch100", 100, SPANS_BATCH_100, rates_100),
+                                           ("batch1", 1, REQUESTS_BATCH_1, rates_1)):
+            for round_no in range(ROUNDS):
+                streams = build_streams(batch=batch, total_spans=total, seed=round_no + batch,
+                                        connections=CONNECTIONS)
+                cpu_before = _cpu_seconds(server.proc.pid)
+                seconds, acked, failures = drive(server.url, key, streams)
+                cpu_per_span.setdefault(label, []).append((_cpu_seconds(server.proc.pid) - cpu_before) / max(acked, 1))
+                expected += acked
+                stored = span_count()
+                lost_total += max(0, expected - stored)
+                expected = stored
+                rates.append(acked / seconds)
+                if failures:
+                    notes.append(f"{label} round {round_no}: non-200 answers {failures}")
         peak = server.peak_rss_mib()
-    common = f"{CONNECTIONS} keep-alive connections, {WORKERS} server process(es), peak RSS {peak} MiB"
+    load = os.getloadavg()[0]
+    common = (f"{CONNECTIONS} keep-alive connections, {WORKERS} server process(es), peak RSS {peak} MiB, "
+              f"machine load average {load:.1f} at the end")
+
+    def cpu(label):
+        values = cpu_per_span.get(label) or [0]
+        return f"server CPU {sorted(values)[len(values) // 2] * 1e6:,.0f} µs per span"
+
     return [
         Result("ingest spans/s, batch 100", "spans/s", rates_100, target=">= 10000",
-               notes=f"{SPANS_BATCH_100} spans per round, 1-2 KB prompt+completion; {common}. "
+               notes=f"{SPANS_BATCH_100} spans per round, 1-2 KB prompt+completion; {cpu('batch100')}; {common}. "
                      + "; ".join(notes)),
-        Result("ingest spans/s, batch 1", "spans/s", rates_1, notes=f"{REQUESTS_BATCH_1} requests per round; {common}"),
+        Result("ingest spans/s, batch 1", "spans/s", rates_1,
+               notes=f"{REQUESTS_BATCH_1} requests per round; {cpu('batch1')}; {common}"),
         Result("ingest acknowledged spans lost", "spans", [float(lost_total)], target="<= 0",
                notes="acknowledged (200) spans missing from traces_span afterwards, counted with psql"),
     ]
