@@ -100,7 +100,7 @@ def run() -> list[Result]:
     reset_database(env)
     bg_key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()
     loop_key = manage("create_agent_key", "loop-bot", "--name", "bench", env=env).stdout.strip()
-    latencies, missed = [], 0
+    latencies, posts, missed = [], [], 0
     with Server(port=PORT, env=env) as server, psycopg.connect(DB_URL, autocommit=True) as db:
         background = [Background(server.url, bg_key, RATE / DRIVERS, seed) for seed in range(DRIVERS)]
         for driver in background:
@@ -115,6 +115,7 @@ def run() -> list[Result]:
                 offending = _loop_body(trace_id, parent, 1, start_ns + 10 * 10**6)
                 started = time.perf_counter()
                 assert client.post("/v1/traces", content=offending).status_code == 200
+                posts.append((time.perf_counter() - started) * 1000)
                 while True:
                     row = db.execute("SELECT 1 FROM traces_incident WHERE trace_id = %s", (trace_id.hex(),)).fetchone()
                     elapsed = time.perf_counter() - started
@@ -138,7 +139,10 @@ def run() -> list[Result]:
     failures = sum(d.failures for d in background)
     load = (f"background {rate:,.0f} spans/s acknowledged (target {RATE}), {failures} non-200; "
             f"{TRIALS} looping runs, {missed} not detected within {TIMEOUT_S:.0f} s; "
-            f"{false_alarms} incidents on the varied background agent")
+            f"{false_alarms} incidents on the varied background agent; of which the offending POST's own "
+            f"round trip (200 after commit) p50 {statistics.median(posts or [0]):,.0f} ms; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores during the run; "
+            f"slowest {', '.join(f'{v:,.0f}' for v in ordered[-5:])} ms")
     return [
         Result("anomaly span->incident p50", "ms", [statistics.median(ordered)], notes=load),
         Result("anomaly span->incident p99", "ms", [p99], target="< 2000", notes=load),

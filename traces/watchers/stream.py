@@ -8,6 +8,7 @@ of the spans table. ``settings.WATCHERS_MODE``: ``background`` (default),
 ``inline`` (in the committing thread; tests) or ``off``.
 """
 
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,8 @@ from traces.watchers.detectors import Finding
 
 log = logging.getLogger(__name__)
 
-COALESCE_S = 0.05
+COALESCE_S = 0.02
+SLOW_S = 0.5  # a stream check slower than this is logged
 RESOURCE_ATTRIBUTES = ("resource", "console.resource")
 
 _cond = threading.Condition()
@@ -73,8 +75,12 @@ def _work() -> None:
         with _cond:
             batch = dict(_pending)
             _pending.clear()
+        started = time.monotonic()
         try:
-            process(batch)
+            opened = process(batch)
+            took = time.monotonic() - started
+            if took > SLOW_S:
+                log.warning("watchers: %d runs took %.0f ms (%d incidents)", len(batch), took * 1000, len(opened))
         except Exception:  # noqa: BLE001 - the periodic jobs catch up on anything missed
             log.exception("watchers: stream check failed")
         finally:
@@ -144,6 +150,7 @@ class NewSpans:
         self.tool_runs: set[int] = set()
         self.scored: dict[int, list[dict]] = {}
         self.touched: dict[int, list[dict]] = {}
+        self.windows: dict[int, list[dict]] = {}
 
     @classmethod
     def load(cls, batch: dict, runs: list[dict]) -> "NewSpans":
@@ -153,7 +160,7 @@ class NewSpans:
             return found
         where = _ranges_q(ranged)
         spans = Span.objects.filter(where)
-        found.tool_runs = set(spans.filter(kind=SpanKind.TOOL).values_list("run_id", flat=True).distinct())
+        found.tool_runs = set(spans.filter(kind=SpanKind.TOOL).order_by().values_list("run_id", flat=True).distinct())
         names = set()
         for run in runs:
             conf = detectors.settings_for(DetectorKind.SCORE, run["agent_id"])
@@ -163,6 +170,7 @@ class NewSpans:
             for row in spans.filter(attributes__has_any_keys=sorted(names)).values("run_id", *_SPAN_COLUMNS)[:5000]:
                 found.scored.setdefault(row["run_id"], []).append(row)
         if found.tool_runs:
+            found.windows = _latest_spans(sorted(found.tool_runs), runs)
             touched = spans.filter(kind=SpanKind.TOOL, attributes__has_any_keys=list(RESOURCE_ATTRIBUTES))
             for row in touched.values("run_id", *_SPAN_COLUMNS)[:5000]:
                 found.touched.setdefault(row["run_id"], []).append(row)
@@ -170,6 +178,34 @@ class NewSpans:
 
 
 _SPAN_COLUMNS = ("span_id", "kind", "attributes", "seq", "start_time")
+_WINDOW_COLUMNS = ("span_id", "kind", "tool_name", "tool_arguments", "start_time", "seq")
+
+
+def _window_size(agent_id: int) -> int:
+    p = detectors.settings_for(DetectorKind.LOOP, agent_id).params
+    return max(int(p["window"]), int(p["repeats"]) * int(p["max_cycle"]))
+
+
+def _latest_spans(run_ids: list[int], runs: list[dict]) -> dict[int, list[dict]]:
+    """Each run's latest spans (its loop window), newest first: one LATERAL query on PostgreSQL,
+    each branch an index range scan of ``(run, seq)`` that stops at the window."""
+    agent_of = {run["id"]: run["agent_id"] for run in runs}
+    size = max(_window_size(agent_of[run_id]) for run_id in run_ids)
+    if connection.vendor != "postgresql":
+        return {run_id: list(Span.objects.filter(run_id=run_id).order_by("-seq").values(*_WINDOW_COLUMNS)[:size])
+                for run_id in run_ids}
+    sql = (f"SELECT s.run_id, {', '.join('s.' + c for c in _WINDOW_COLUMNS)} FROM unnest(%s::bigint[]) AS r(id) "
+           f"CROSS JOIN LATERAL (SELECT run_id, {', '.join(_WINDOW_COLUMNS)} FROM traces_span "
+           f"WHERE run_id = r.id ORDER BY seq DESC LIMIT %s) s")
+    windows: dict[int, list[dict]] = {run_id: [] for run_id in run_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_ids, size])
+        for row in cursor.fetchall():
+            span = dict(zip(_WINDOW_COLUMNS, row[1:]))
+            if isinstance(span["tool_arguments"], str):
+                span["tool_arguments"] = json.loads(span["tool_arguments"])
+            windows[row[0]].append(span)
+    return windows
 
 
 def check_run(run: dict, ranges, *, now: datetime, new: NewSpans | None = None) -> list[Finding]:
@@ -181,7 +217,7 @@ def check_run(run: dict, ranges, *, now: datetime, new: NewSpans | None = None) 
         if finding:
             findings.append(finding)
     if not ranges or run["id"] in new.tool_runs:  # no ranges: a catch-up sweep
-        finding = _check_loop(run)
+        finding = _check_loop(run, new.windows.get(run["id"]))
         if finding:
             findings.append(finding)
         findings += _check_resource_conflicts(run, new.touched.get(run["id"], []))
@@ -193,15 +229,16 @@ def _run_key(run: dict) -> str:
     return f"a{run['agent_id']}:run:{run['trace_id']}"
 
 
-def _check_loop(run: dict) -> Finding | None:
+def _check_loop(run: dict, latest: list[dict] | None = None) -> Finding | None:
     conf = detectors.settings_for(DetectorKind.LOOP, run["agent_id"])
     if not conf.enabled:
         return None
     p = conf.params
     repeats, max_cycle = int(p["repeats"]), int(p["max_cycle"])
-    window = max(int(p["window"]), repeats * max_cycle)
-    latest = list(Span.objects.filter(run_id=run["id"]).order_by("-seq")
-                  .values("span_id", "kind", "tool_name", "tool_arguments", "start_time", "seq")[:window])
+    window = _window_size(run["agent_id"])
+    if latest is None:
+        latest = list(Span.objects.filter(run_id=run["id"]).order_by("-seq").values(*_WINDOW_COLUMNS)[:window])
+    latest = latest[:window]
     tools = sorted((s for s in latest if s["kind"] == SpanKind.TOOL), key=lambda s: (s["start_time"], s["seq"]))
     ignore = frozenset(p.get("ignore_keys") or [])
     steps = [(detectors.step_signature(s["tool_name"], s["tool_arguments"], ignore), s["span_id"]) for s in tools]
