@@ -67,6 +67,7 @@
     this.t0 = null;
     this.t1 = null;
     this.fetching = false;
+    this.again = false;
     this.unseen = 0;
   }
 
@@ -81,7 +82,7 @@
       marker.remove();
       if (after > self.cursor) { self.cursor = after; }
       self.fetching = false;
-      if (more) { self.catchUp(); }
+      if (more || self.again) { self.again = false; self.catchUp(); }
     });
     var fresh = Array.prototype.slice.call(this.el.querySelectorAll(".span-row:not([data-placed])"));
     fresh.forEach(function (row) {
@@ -194,11 +195,17 @@
   };
 
   Timeline.prototype.catchUp = function () {
-    if (this.fetching || !window.htmx) { return; }
+    if (!window.htmx) { return; }
+    if (this.fetching) { this.again = true; return; }  // asked again meanwhile: fetch once more after this answer
     this.fetching = true;
     var self = this;
     window.htmx.ajax("GET", this.url + "?after=" + this.cursor, {target: this.el, swap: "beforeend"})
-      .catch(function () { self.fetching = false; });
+      .then(function () {
+        setTimeout(function () {  // an error answer brings no marker: do not stay "fetching" forever
+          if (self.fetching) { self.fetching = false; if (self.again) { self.again = false; self.catchUp(); } }
+        }, 50);
+      })
+      .catch(function () { self.fetching = false; self.again = false; });
   };
 
   Timeline.prototype.toggle = function (row) {
