@@ -298,7 +298,7 @@ CONSOLE_JOBS = {
     "prompts-webhooks": ("agents.jobs.deliver_prompt_webhooks", 10),
     "watchers-windows": ("traces.watchers.jobs.check_windows", 10),
     "watchers-sweep": ("traces.watchers.jobs.sweep_streams", 30),
-    "watchers-baselines": ("traces.watchers.jobs.refresh_baselines", 300),
+    "watchers-baselines": ("traces.watchers.jobs.refresh_baselines", 60),
     "watchers-decisions": ("traces.watchers.jobs.watch_decisions", 2),
     "watchers-autonomy": ("traces.watchers.jobs.propose_autonomy", 300),
 }

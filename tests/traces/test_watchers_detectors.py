@@ -297,3 +297,15 @@ def test_conflicting_approval_requests_from_two_agents(agent, watching):
     findings = jobs.check_approval_conflicts(now=timezone.now())
     assert [f.evidence["resource"] for f in findings] == ["crm:customer:42"]
     assert findings[0].agent_id == other.pk
+
+
+def test_demo_seed_is_idempotent_and_keeps_admin_edits():
+    import io
+
+    from traces.watchers import demo
+
+    demo.seed(io.StringIO())
+    DetectorConfig.objects.filter(kind=DetectorKind.LOOP).update(params={"repeats": 9})
+    demo.seed(io.StringIO())
+    assert DetectorConfig.objects.filter(agent__isnull=True).count() == len(demo.GLOBAL)
+    assert DetectorConfig.objects.get(kind=DetectorKind.LOOP).params == {"repeats": 9}
