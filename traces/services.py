@@ -304,13 +304,22 @@ _RUN_TYPES = {"name": "text", "task": "text", "status": "text", "root_ended": "b
               "duration_ms": "bigint", "span_count": "integer", "error_count": "integer",
               "input_tokens": "bigint", "output_tokens": "bigint", "total_tokens": "bigint", "cost": "numeric",
               "prompt_name": "text", "prompt_version": "text", "last_seq": "bigint"}
+# One JSON parameter instead of an array per column: the client formats it with one json.dumps.
 _UPDATE_RUNS = (
     "UPDATE traces_run AS r SET "
     + ", ".join(f"{name} = v.{name}" for name in _UPDATED_RUN_FIELDS)
-    + ", updated_at = %s FROM unnest(%s::bigint[], "
-    + ", ".join(f"%s::{_RUN_TYPES[name]}[]" for name in _UPDATED_RUN_FIELDS)
-    + ") AS v(id, " + ", ".join(_UPDATED_RUN_FIELDS) + ") WHERE r.id = v.id"
+    + ", updated_at = %s FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, "
+    + ", ".join(f"{name} {_RUN_TYPES[name]}" for name in _UPDATED_RUN_FIELDS)
+    + ") WHERE r.id = v.id"
 )
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool) -> None:
@@ -335,7 +344,7 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
                                for trace_id, run in runs.items() for span in groups[trace_id]).encode())
         cur.execute(_MOVE_STAGE)
         inserted_keys = {(run_id, span_id) for run_id, span_id in cur.fetchall()}
-        columns = {name: [] for name in ("id", *_UPDATED_RUN_FIELDS)}
+        updates = []
         for trace_id, run in runs.items():
             batch = groups[trace_id]
             inserted = [s for s in batch if (run["id"], s.span_id) in inserted_keys]
@@ -343,10 +352,9 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
             result.duplicates += len(batch) - len(inserted)
             new = apply_spans(run, inserted)
             new["last_seq"] = run["last_seq"] + len(batch)
-            for name in columns:
-                columns[name].append(new[name])
+            updates.append({name: _jsonable(new[name]) for name in ("id", *_UPDATED_RUN_FIELDS)})
             result.run_ids.append(run["id"])
-        cur.execute(_UPDATE_RUNS, (now, *columns.values()))
+        cur.execute(_UPDATE_RUNS, (now, _json_text(updates)))
 
 
 def _store_generic(*, agent, groups, now, result: IngestResult) -> None:

@@ -85,3 +85,11 @@ def test_awkward_characters_survive_the_copy_path(client, agent_key):
     # PostgreSQL text and jsonb cannot hold NUL, so it is dropped there; SQLite keeps it.
     assert stored.attributes["weird"] == ("nulbyte" if connection.vendor == "postgresql" else "nul\x00byte")
     assert stored.attributes["nested\\key"] == "a\\nb"
+
+
+def test_nul_in_a_root_span_input_does_not_break_the_run(client, agent_key):
+    trace = helpers.new_trace_id()
+    span = helpers.make_span(trace, name="root\x00name", attrs={"input.value": "do\x00it"})
+    assert helpers.post(client, helpers.body_of(span), key=agent_key).status_code == 200
+    run = Run.objects.get()
+    assert run.task.replace("\x00", "") == "doit" and run.span_count == 1
