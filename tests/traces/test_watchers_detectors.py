@@ -309,3 +309,19 @@ def test_demo_seed_is_idempotent_and_keeps_admin_edits():
     demo.seed(io.StringIO())
     assert DetectorConfig.objects.filter(agent__isnull=True).count() == len(demo.GLOBAL)
     assert DetectorConfig.objects.get(kind=DetectorKind.LOOP).params == {"repeats": 9}
+
+
+def test_off_mode_leaves_ingest_and_jobs_inert(client, agent_key, settings, django_capture_on_commit_callbacks):
+    settings.WATCHERS_MODE = "off"  # the default under pytest: other apps' tests never meet a watcher
+    detectors.invalidate_cache()
+    trace = helpers.new_trace_id()
+    send_committed(client, agent_key, django_capture_on_commit_callbacks,
+                   *[tool(trace, "lookup_order", {"order": 1}, parent=PARENT) for _ in range(8)])
+    Run.objects.create(trace_id="1" * 32, agent=Run.objects.get().agent, status="running",
+                       started_at=timezone.now() - timedelta(days=1))
+    assert jobs.check_windows(now=timezone.now()) == 0 and jobs.sweep_streams(now=timezone.now()) == 0
+    assert not Incident.objects.exists()
+    settings.WATCHERS_MODE = "inline"
+    assert jobs.sweep_streams(now=timezone.now()) == 1  # the catch-up sweep finds the loop ingest skipped
+    assert jobs.check_windows(now=timezone.now()) == 1  # and the window job the day-old unfinished run
+    assert set(Incident.objects.values_list("kind", flat=True)) == {DetectorKind.LOOP, DetectorKind.RUNAWAY}
