@@ -59,6 +59,15 @@ def refresh_agent(*, agent_id: int, now: datetime, exclude_recent_s: int = EXCLU
 
 def refresh_all(*, now: datetime, active_within_s: int = 86400) -> int:
     """Refresh agents that ran lately; returns how many were refreshed."""
-    since = now - timedelta(seconds=active_within_s)
-    agent_ids = set(Run.objects.filter(started_at__gte=since).values_list("agent_id", flat=True).distinct())
-    return sum(1 for agent_id in sorted(agent_ids) if refresh_agent(agent_id=agent_id, now=now))
+    agent_ids = agents_active_since(now - timedelta(seconds=active_within_s))
+    return sum(1 for agent_id in agent_ids if refresh_agent(agent_id=agent_id, now=now))
+
+
+def agents_active_since(since: datetime) -> list[int]:
+    """Agents with a run started since ``since``: one index probe per agent, not a scan of the runs."""
+    from django.db.models import Exists, OuterRef
+
+    from agents.models import Agent
+
+    recent = Run.objects.filter(agent=OuterRef("pk"), started_at__gte=since)
+    return list(Agent.objects.filter(Exists(recent)).order_by("pk").values_list("pk", flat=True))

@@ -41,8 +41,7 @@ def check_windows(*, now: datetime) -> int:
     if stream.mode() == "off":
         return 0
     findings = []
-    agent_ids = sorted(set(Run.objects.filter(started_at__gte=now - timedelta(seconds=ACTIVE_WINDOW_S))
-                           .values_list("agent_id", flat=True).distinct()))
+    agent_ids = baselines.agents_active_since(now - timedelta(seconds=ACTIVE_WINDOW_S))
     for agent_id in agent_ids:
         for check in (check_budget, check_latency, check_error_rate):
             try:
@@ -166,8 +165,11 @@ def check_approval_conflicts(*, now: datetime) -> list[Finding]:
     from approvals.models import ApprovalRequest, Status
 
     window_s = int(detectors.settings_for(DetectorKind.CONFLICT, None).params["window_s"])
-    live_requests = (ApprovalRequest.objects.exclude(resource="")
-                     .filter(created_at__gte=now - timedelta(seconds=window_s))
+    since = now - timedelta(seconds=window_s)
+    # Ids grow with time: walking the primary key back from the newest row to the first one older than
+    # the window bounds the read to the window (created_at has no index of its own).
+    boundary = ApprovalRequest.objects.filter(created_at__lt=since).order_by("-id").values_list("id", flat=True).first()
+    live_requests = (ApprovalRequest.objects.exclude(resource="").filter(id__gt=boundary or 0, created_at__gte=since)
                      .filter(Q(status=Status.PENDING) | Q(status=Status.APPROVED, executed_at__isnull=True)))
     contested = (live_requests.values("resource").annotate(agents=Count("agent", distinct=True))
                  .filter(agents__gte=2).values_list("resource", flat=True)[:100])
