@@ -1,18 +1,26 @@
-"""``python -m bench all`` (or ``python -m bench ingest approvals ...``).
+"""``python -m bench all`` (or ``python -m bench ingest live ...``).
 
-Runs each benchmark, prints median/min/max, rewrites bench/RESULTS.md with the
-machine and date, and lists missed targets. Exits non-zero only when a
-benchmark could not measure.
+Runs each benchmark module, prints median/min/max, and updates bench/RESULTS.md:
+each module has its own section (date, load average, command, peak RSS of the
+console processes); sections of modules not run this time are kept as they
+were. Prints the missed targets. Exits non-zero only when a benchmark could not
+measure, saying why.
 """
 
 import importlib
+import math
+import os
 import pkgutil
+import re
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bench.common import ROOT, machine
+from bench.common import ROOT, Server, machine
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = re.compile(r"<!-- section: (\w+) -->\n.*?<!-- end: \1 -->\n", re.S)
 
 
 def available() -> list[str]:
@@ -20,50 +28,125 @@ def available() -> list[str]:
                   if m.name.startswith("bench_"))
 
 
+def _fmt(value: float) -> str:
+    return f"{value:,.1f}" if not math.isnan(value) else "n/a"
+
+
 def main(argv: list[str]) -> int:
     names = available() if not argv or argv == ["all"] else argv
-    results, failures = [], []
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")
+        return 2
+    command = f".venv/bin/python -m bench {' '.join(argv) or 'all'}"
+    sections, all_results, failures = {}, [], []
     for name in names:
         print(f"== {name}", flush=True)
+        Server.peaks.clear()
+        started, load_before = time.monotonic(), os.getloadavg()
+        results, error = [], ""
         try:
             module = importlib.import_module(f"bench.bench_{name}")
-            for result in module.run():
-                results.append(result)
-                print(f"   {result.name}: median {result.median:,.1f} {result.unit} "
-                      f"(min {min(result.samples):,.1f}, max {max(result.samples):,.1f}, n={len(result.samples)})"
-                      f"{'  target ' + result.target if result.target else ''}", flush=True)
+            results = list(module.run())
         except Exception as exc:  # noqa: BLE001 - report and go on with the next benchmark
             traceback.print_exc()
-            failures.append(f"{name}: {exc}")
-    write_results(results, failures)
-    missed = [r for r in results if r.met() is False]
+            error = f"{type(exc).__name__}: {exc}"
+        unmeasured = [r.name for r in results if not r.samples or any(math.isnan(s) for s in r.samples)]
+        if unmeasured and not error:
+            error = "no figure for " + ", ".join(unmeasured)
+        if not results and not error:
+            error = "the module returned no results"
+        peak = max(Server.peaks, default=0.0)
+        for r in results:
+            r.extra.setdefault("rss_mib", peak or None)
+            if r.samples:
+                print(f"   {r.name}: median {_fmt(r.median)} {r.unit} (min {_fmt(min(r.samples))}, "
+                      f"max {_fmt(max(r.samples))}, n={len(r.samples)})"
+                      f"{'  target ' + r.target if r.target else ''}"
+                      f"{'  peak RSS %s MiB' % r.extra['rss_mib'] if r.extra.get('rss_mib') else ''}", flush=True)
+        if error:
+            failures.append(f"{name}: {error}")
+            print(f"   could not measure: {error}", flush=True)
+        all_results += results
+        sections[name] = render_section(name, results, error, command, load_before, os.getloadavg(),
+                                        time.monotonic() - started)
+    write_results(sections)
+    missed = [r for r in all_results if r.samples and r.met() is False]
     if missed:
-        print("Missed targets: " + ", ".join(f"{r.name} ({r.median:,.1f} {r.unit}, target {r.target})"
+        print("Missed targets: " + "; ".join(f"{r.name} ({_fmt(r.median)} {r.unit}, target {r.target})"
                                               for r in missed))
+    else:
+        print("Missed targets: none")
     if failures:
         print("Could not measure: " + "; ".join(failures))
         return 1
     return 0
 
 
-def write_results(results, failures) -> None:
-    m = machine()
+def render_section(name, results, error, command, load_before, load_after, seconds) -> str:
     lines = [
+        f"<!-- section: {name} -->",
+        f"## {name}",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} with `{command}` ({seconds / 60:.1f} min); machine load "
+        f"average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores.",
+        "",
+    ]
+    if results:
+        lines += [
+            "| benchmark | median | min | max | n | target | met | console peak RSS | notes |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            if r.samples:
+                met = {True: "yes", False: "**no**", None: ""}[r.met()]
+                figures = f"{_fmt(r.median)} {r.unit} | {_fmt(min(r.samples))} | {_fmt(max(r.samples))}"
+            else:
+                met, figures = "", "n/a | | "
+            rss = f"{r.extra['rss_mib']:,.0f} MiB" if r.extra.get("rss_mib") else ""
+            notes = str(r.notes).replace("|", "/").replace("\n", " ")
+            lines.append(f"| {r.name} | {figures} | {len(r.samples)} | {r.target} | {met} | {rss} | {notes} |")
+    if error:
+        lines += ["", f"**Could not measure**: {error}"]
+    lines += ["", f"<!-- end: {name} -->", ""]
+    return "\n".join(lines)
+
+
+def write_results(sections: dict[str, str]) -> None:
+    """Replace the sections just run; keep the others from the previous RESULTS.md."""
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    kept = {m.group(1): m.group(0) for m in SECTION.finditer(old)}
+    kept.update(sections)
+    order = [n for n in available() if n in kept] + sorted(n for n in kept if n not in available())
+    m = machine()
+    head = [
         "# Benchmark results",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} with `.venv/bin/python -m bench {' '.join(sys.argv[1:]) or 'all'}`.",
-        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}; Python {m['python']}; {m['postgres']}.",
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}; {m['platform']}; Python {m['python']}; "
+        f"{m['postgres']}. The machine is shared (other work runs at the same time): the load average beside "
+        "each section tells how busy it was; figures on a quiet machine are better.",
         "",
-        "| benchmark | median | min | max | n | target | met | notes |",
-        "|---|---|---|---|---|---|---|---|",
+        "Reproduce: `.venv/bin/python -m bench all` (or `python -m bench NAME` for one section), with PostgreSQL "
+        "and Redis running; see bench/README.md. Each section below is from the run named in it.",
+        "",
+        "Summary (median of each figure; RSS is the peak resident memory of the console server processes):",
+        "",
+        "| section | benchmark | median | target | met | console peak RSS | run |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        met = {True: "yes", False: "**no**", None: ""}[r.met()]
-        lines.append(f"| {r.name} | {r.median:,.1f} {r.unit} | {min(r.samples):,.1f} | {max(r.samples):,.1f} | "
-                     f"{len(r.samples)} | {r.target} | {met} | {r.notes} |")
-    if failures:
-        lines += ["", "Could not measure:", *[f"- {f}" for f in failures]]
-    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    for name in order:
+        block = kept[name]
+        run_line = re.search(r"^Run (\S+ \S+ UTC)", block, re.M)
+        when = run_line.group(1) if run_line else ""
+        rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
+        for row in rows:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            if len(cells) >= 8:
+                head.append(f"| {name} | {cells[0]} | {cells[1]} | {cells[5]} | {cells[6]} | {cells[7]} | {when} |")
+        if "**Could not measure**" in block:
+            head.append(f"| {name} | could not measure (see section) | | | | | {when} |")
+    head.append("")
+    RESULTS.write_text("\n".join(head) + "\n" + "\n".join(kept[n] for n in order))
 
 
 if __name__ == "__main__":

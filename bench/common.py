@@ -67,7 +67,7 @@ def bench_env(**extra) -> dict:
     """Environment for a console process in production mode on the bench database."""
     env = {**os.environ, "DATABASE_URL": PG_URL, "REDIS_URL": REDIS_URL, "SECRET_KEY": "b" * 50,
            "DEBUG": "false", "SECURE_SSL_REDIRECT": "false", "SECURE_COOKIES": "false",
-           "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING"}
+           "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING", "STATIC_ROOT": str(WORK / "static")}
     env.update(extra)
     return env
 
@@ -89,8 +89,20 @@ def reset_database() -> None:
     manage("migrate", "-v0")
 
 
+def collect_static(env) -> None:
+    """Production mode serves hashed static files from STATIC_ROOT: collect them once (pages need the manifest)."""
+    root = Path(env.get("STATIC_ROOT", WORK / "static"))
+    if not (root / "staticfiles.json").exists():
+        manage("collectstatic", "--noinput", "-v0", env=env)
+
+
 class Server:
-    """``manage.py serve`` in a child process on a free port (production mode)."""
+    """``manage.py serve`` in a child process on a free port (production mode).
+
+    On exit each server records its peak RSS in ``Server.peaks`` (the runner reports it beside the figures).
+    """
+
+    peaks: list[float] = []
 
     def __init__(self, port: int = 8765, workers: int = 1, env=None):
         self.port, self.workers, self.env = port, workers, env or bench_env()
@@ -100,10 +112,15 @@ class Server:
     def __enter__(self):
         import httpx
 
+        collect_static(self.env)
+        # stderr to a file: an unread PIPE blocks the server once it has logged 64 KiB.
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.log_path = WORK / f"server-{self.port}.log"
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log)
+        deadline = time.monotonic() + 120  # a loaded 2-core machine can take a while to start Django
         while time.monotonic() < deadline:
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code in (200, 503):
@@ -111,7 +128,7 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.2)
         self.__exit__()
-        raise RuntimeError("console server did not start")
+        raise RuntimeError(f"console server did not start; see {self.log_path}")
 
     def peak_rss_mib(self) -> float:
         """Peak RSS of the server and its children, from /proc (VmHWM)."""
@@ -133,8 +150,98 @@ class Server:
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
+            Server.peaks.append(self.peak_rss_mib())
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def database_url(suffix: str) -> str:
+    """A database of one benchmark's own, beside the bench database: ``<bench db>_<suffix>``."""
+    return f"{PG_URL}_{suffix}"
+
+
+def reset_named_database(url: str, env: dict) -> None:
+    """Drop, re-create and migrate the database at ``url`` (``env`` points the console at it)."""
+    from urllib.parse import urlparse
+
+    name = urlparse(url).path.lstrip("/")
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True,
+                   capture_output=True)
+    subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    manage("migrate", "-v0", env=env)
+
+
+def port_is_free(port: int, variable: str) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is taken (another server?); set {variable}") from exc
+
+
+STAFF_PASSWORD = "bench-password-0123456789"
+
+CREATE_STAFF = """
+from django.contrib.auth import get_user_model
+from console.roles import Role, grant_role
+user, _ = get_user_model().objects.get_or_create(username={username!r})
+user.set_password({password!r})
+user.save()
+for role in {roles!r}:
+    grant_role(user, role)
+print("USER=" + str(user.pk))
+"""
+
+
+def create_staff(env: dict, username: str = "bench-admin", roles=("Admin",)) -> int:
+    """A console user holding ``roles`` (by name), with password ``STAFF_PASSWORD``."""
+    out = manage("shell", "-c", CREATE_STAFF.format(username=username, password=STAFF_PASSWORD, roles=list(roles)),
+                 env=env).stdout
+    for line in out.splitlines():
+        if line.startswith("USER="):
+            return int(line[5:])
+    raise RuntimeError(f"could not create user {username}: {out[-500:]}")
+
+
+def login(url: str, username: str = "bench-admin", password: str = STAFF_PASSWORD):
+    """An httpx.Client holding a session cookie, logged in through the console's own form (with CSRF)."""
+    import re
+
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=60)
+    form = client.get("/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    if not token:
+        raise RuntimeError("no CSRF token on /login/")
+    answer = client.post("/login/", data={"username": username, "password": password,
+                                          "csrfmiddlewaretoken": token.group(1)},
+                         headers={"Referer": url + "/login/"})
+    if answer.status_code != 302 or "sessionid" not in client.cookies:
+        raise RuntimeError(f"login failed: {answer.status_code}")
+    return client
+
+
+def percentile(values, p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of ``values``; nan when empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    import math
+
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"

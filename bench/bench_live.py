@@ -1,0 +1,214 @@
+"""Live latency: from a span batch's POST to the WebSocket frame a subscribed browser-like client receives.
+
+Serves the console in production mode (PostgreSQL, channels_redis) on its own
+database. A staff user logs in through the login form (CSRF, session cookie);
+with that cookie and an Origin header, like a browser on the run page, this
+process opens ``ws://.../ws/live/run-<id>/`` for a probe run, and a second
+socket on ``runs`` as the runs list would. Meanwhile paced background senders
+keep ~``BENCH_LIVE_RATE`` spans/s of realistic agent spans (``bench_ingest``'s
+generator, batches of 100, fresh spans, never resent) flowing. Each trial POSTs
+one probe span to the probe run whose name carries a unique marker; the clock
+runs from just before the POST until the first frame containing the marker.
+
+Live pushes are coalesced (``traces/live.py``: a fragment per run per flush
+interval, not a message per span), so the figure includes waiting for the next
+flush. Trials are spaced irregularly so they land at random points of it.
+"""
+
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from bench.bench_ingest import _kv, build_bodies
+from bench.common import (Result, Server, bench_env, create_staff, database_url, load_average, login, manage,
+                          percentile, port_is_free, reset_named_database)
+
+DB_URL = os.environ.get("BENCH_LIVE_DATABASE_URL", database_url("live"))
+PORT = int(os.environ.get("BENCH_LIVE_PORT", "18480"))
+RATE = int(os.environ.get("BENCH_LIVE_RATE", "1000"))  # background spans/s
+TRIALS = int(os.environ.get("BENCH_LIVE_TRIALS", "100"))
+SENDERS = 4  # paced background connections
+SETTLE_S = 3.0
+TIMEOUT_S = 5.0
+
+
+def _probe_body(trace_id: bytes, root_id: bytes, name: str, start_ns: int, *, root: bool = False) -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.append(_kv("service.name", "live-probe"))
+    span = trace_pb2.Span(trace_id=trace_id, span_id=root_id if root else os.urandom(8), name=name,
+                          start_time_unix_nano=start_ns, end_time_unix_nano=start_ns + 5 * 10**6)
+    if not root:
+        span.parent_span_id = root_id
+    span.attributes.extend([_kv("gen_ai.operation.name", "invoke_agent" if root else "execute_tool"),
+                            _kv("gen_ai.tool.name", "probe")])
+    rs.scope_spans.add().spans.append(span)
+    return request.SerializeToString()
+
+
+class Sender(threading.Thread):
+    """POSTs fresh batch-100 bodies at ``rate`` spans/s on one keep-alive connection."""
+
+    def __init__(self, url: str, key: str, rate: float, bodies: list[bytes]):
+        super().__init__(daemon=True)
+        self.url, self.key, self.rate, self.bodies = url, key, rate, bodies
+        self.stop = threading.Event()
+        self.acked = self.failures = 0
+        self.started = self.ended = 0.0
+        self.ran_out = False
+
+    def run(self):
+        interval = 100 / self.rate
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/x-protobuf"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+            self.started = next_at = time.perf_counter()
+            for body in self.bodies:
+                if self.stop.is_set():
+                    break
+                try:
+                    if client.post("/v1/traces", content=body).status_code == 200:
+                        self.acked += 100
+                    else:
+                        self.failures += 1
+                except httpx.HTTPError:
+                    self.failures += 1
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            else:
+                self.ran_out = True
+            self.ended = time.perf_counter()
+
+    @property
+    def achieved(self) -> float:
+        return self.acked / max(self.ended - self.started, 1e-9)
+
+
+async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: bytes, root_id: bytes,
+                   run_id: int, root_start: int) -> dict:
+    import websockets
+
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    ws_base = server.url.replace("http://", "ws://")
+    headers = {"Cookie": cookie}
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    frames = {"run": 0, "runs": 0}
+    stop = asyncio.Event()
+
+    async def listen(ws, label: str, match: bool):
+        while not stop.is_set():
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            except websockets.ConnectionClosed:
+                return
+            at = time.perf_counter()
+            frames[label] += 1
+            if match:
+                text = frame if isinstance(frame, str) else frame.decode()
+                for marker in list(sent):
+                    if marker not in seen and marker in text:
+                        seen[marker] = at
+
+    connect = dict(additional_headers=headers, origin=server.url, max_size=2**24, open_timeout=20)
+    async with websockets.connect(f"{ws_base}/ws/live/run-{run_id}/", **connect) as run_ws, \
+            websockets.connect(f"{ws_base}/ws/live/runs/", **connect) as runs_ws:
+        tasks = [asyncio.create_task(listen(run_ws, "run", True)), asyncio.create_task(listen(runs_ws, "runs", False))]
+        await asyncio.sleep(SETTLE_S)
+        headers = {"Authorization": f"Bearer {probe_key}", "Content-Type": "application/x-protobuf"}
+        posts = []
+        rng = random.Random(7)
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
+            for trial in range(TRIALS):
+                marker = f"probe-{trial}-{uuid.uuid4().hex[:12]}"
+                body = _probe_body(trace_id, root_id, f"execute_tool {marker}", root_start + (trial + 1) * 10**7)
+                started = time.perf_counter()
+                sent[marker] = started
+                answer = await client.post("/v1/traces", content=body)
+                posts.append((time.perf_counter() - started) * 1000)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"probe POST answered {answer.status_code}: {answer.text[:200]}")
+                await asyncio.sleep(0.15 + rng.random() * 0.35)  # land at random points of the flush interval
+            deadline = time.perf_counter() + TIMEOUT_S
+            while len(seen) < len(sent) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks)
+    latencies = [(seen[m] - sent[m]) * 1000 for m in sent if m in seen]
+    return {"latencies": latencies, "missing": len(sent) - len(seen), "posts": posts, "frames": frames}
+
+
+def run_id_of(trace_hex: str) -> int | None:
+    out = subprocess.run(["psql", DB_URL, "-tAc", f"SELECT id FROM traces_run WHERE trace_id = '{trace_hex}'"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return int(out) if out else None
+
+
+def run() -> list[Result]:
+    port_is_free(PORT, "BENCH_LIVE_PORT")
+    env = bench_env(DATABASE_URL=DB_URL)
+    reset_named_database(DB_URL, env)
+    bg_key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()
+    probe_key = manage("create_agent_key", "live-probe", "--name", "bench", env=env).stdout.strip()
+    create_staff(env, "bench-operator", ("Operator",))
+    # Fresh spans for the whole run (settle + trials + margin), built before the clock starts.
+    seconds = SETTLE_S + TRIALS * 0.45 + TIMEOUT_S + 15
+    per_sender = int(RATE / SENDERS * seconds) // 100 * 100
+    bodies = [build_bodies(batch=100, total_spans=per_sender, seed=500 + i) for i in range(SENDERS)]
+    with Server(port=PORT, env=env) as server:
+        client = login(server.url, "bench-operator")
+        cookies = dict(client.cookies)
+        client.close()
+        trace_id, root_id = os.urandom(16), os.urandom(8)
+        root_start = time.time_ns() - 60 * 10**9
+        headers = {"Authorization": f"Bearer {probe_key}", "Content-Type": "application/x-protobuf"}
+        answer = httpx.post(server.url + "/v1/traces", headers=headers,
+                            content=_probe_body(trace_id, root_id, "invoke_agent live-probe", root_start, root=True))
+        if answer.status_code != 200:
+            raise RuntimeError(f"probe root POST answered {answer.status_code}")
+        run_id = run_id_of(trace_id.hex())
+        if run_id is None:
+            raise RuntimeError("probe run not stored")
+        senders = [Sender(server.url, bg_key, RATE / SENDERS, b) for b in bodies]
+        for sender in senders:
+            sender.start()
+        try:
+            data = asyncio.run(_measure(server, cookies, probe_key, trace_id, root_id, run_id, root_start))
+        finally:
+            for sender in senders:
+                sender.stop.set()
+            for sender in senders:
+                sender.join(timeout=60)
+        load = load_average()
+        peak = server.peak_rss_mib()
+    latencies = data["latencies"]
+    if len(latencies) < TRIALS // 2:
+        raise RuntimeError(f"only {len(latencies)} of {TRIALS} probe spans reached the WebSocket client")
+    achieved = sum(s.achieved for s in senders)
+    failures = sum(s.failures for s in senders)
+    ran_out = any(s.ran_out for s in senders)
+    ordered = sorted(latencies)
+    notes = (f"{len(latencies)} of {TRIALS} probe batches seen, {data['missing']} not within {TIMEOUT_S:.0f} s; "
+             f"background {achieved:,.0f} spans/s acknowledged (target {RATE}), {failures} non-200"
+             f"{', ran out of spans' if ran_out else ''}; probe POST round trip p50 "
+             f"{statistics.median(data['posts']):,.0f} ms; frames received: run page {data['frames']['run']}, "
+             f"runs list {data['frames']['runs']}; slowest {', '.join(f'{v:,.0f}' for v in ordered[-3:])} ms; "
+             f"includes the coalescing wait (traces/live.py FLUSH_INTERVAL); 1 server process, "
+             f"peak RSS {peak} MiB; {load}")
+    extra = {"rss_mib": peak, "load": load}
+    return [
+        Result("live: span POST to WebSocket frame p50", "ms", [statistics.median(latencies)], "", notes, extra),
+        Result("live: span POST to WebSocket frame p99", "ms", [percentile(latencies, 99)], "< 250", notes, extra),
+    ]
