@@ -332,9 +332,10 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
             return
         _assign_seq(runs, groups, result)
         raw = cur.connection
-        if not getattr(raw, "_traces_stage_ready", False):  # once per pooled connection, not per batch
+        if nested or not getattr(raw, "_traces_stage_ready", False):  # once per pooled connection
             cur.execute(_CREATE_STAGE)
-            transaction.on_commit(lambda: setattr(raw, "_traces_stage_ready", True))
+            if not nested:  # an outer transaction may still roll the table back
+                transaction.on_commit(lambda: setattr(raw, "_traces_stage_ready", True))
         if nested:
             # No commit since the last batch (an outer transaction): ON COMMIT has not emptied it.
             cur.execute(f"DELETE FROM {_STAGE}")
