@@ -42,9 +42,10 @@ def run_summary(tree: trees.Tree) -> dict:
 @role_required(*STAFF_ROLES)
 def run_detail(request, trace_id):
     run = get_run_or_404(trace_id)
-    tree = trees.load_tree(run)
+    tree = trees.load_tree(run, fields=trees.TREE_FIELDS)
     depth = trees.page_depth(tree)
     rows, more = trees.slice_rows(tree, expand_depth=depth)
+    trees.add_details(run, rows)
     cursor = max((row["seq"] for row in tree.spans.values()), default=0)
     return render(request, "traces/run.html", {
         "run": run, "spans": rows, "more": more, "run_id": run.pk, "cursor": cursor,
@@ -73,7 +74,7 @@ def run_spans(request, trace_id):
         context["spans"] = rows
         context["after_cursor"] = rows[-1]["seq"] if rows else int(after)
         return render(request, "traces/partials/span_chunk.html", context)
-    tree = trees.load_tree(run)
+    tree = trees.load_tree(run, fields=trees.TREE_FIELDS)
     if "from" in request.GET:
         within = request.GET.get("within", "")
         depth = request.GET.get("depth", "")
@@ -86,7 +87,7 @@ def run_spans(request, trace_id):
         if under not in tree.spans:
             raise Http404("no such span")
         rows, more = trees.slice_rows(tree, within=under, expand_depth=trees.expansion_depth(tree, under))
-    context.update(spans=rows, more=more)
+    context.update(spans=trees.add_details(run, rows), more=more)
     return render(request, "traces/partials/span_chunk.html", context)
 
 

@@ -18,6 +18,19 @@ AUTO_DEPTH = 1  # in a big run, spans at depth 0..AUTO_DEPTH start expanded (the
 
 ROW_FIELDS = ("span_id", "parent_span_id", "name", "kind", "status", "status_message", "duration_ms", "model",
               "tool_name", "seq", "cost", "input_tokens", "output_tokens")
+# What the whole tree needs (structure, bars, the header's figures); the rest is read for shown rows only.
+TREE_FIELDS = ("span_id", "parent_span_id", "kind", "status", "duration_ms", "tool_name", "seq")
+DETAIL_FIELDS = ("span_id", "name", "status_message", "model")
+
+
+def add_details(run, rows: list[dict]) -> list[dict]:
+    """Fill name, model and status message into ``rows`` (the shown ones) with one query."""
+    if rows:
+        details = {d["span_id"]: d for d in Span.objects.filter(run_id=run.pk, span_id__in=[r["span_id"] for r in rows])
+                   .values(*DETAIL_FIELDS)}
+        for row in rows:
+            row.update(details.get(row["span_id"], {}))
+    return rows
 
 
 def slim_rows(queryset, fields=ROW_FIELDS, *, limit: int | None = None) -> list[dict]:
