@@ -1,5 +1,6 @@
 """Liveness and readiness: database, channel layer, broker."""
 
+import asyncio
 import time
 import uuid
 
@@ -7,6 +8,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
+
+CHECK_TIMEOUT_S = 3.0
 
 
 def _timed(check) -> dict:
@@ -39,7 +42,20 @@ def check_channel_layer() -> str:
         if message.get("token") != token:
             raise RuntimeError("channel layer returned a different message")
 
-    async_to_sync(roundtrip)()
+    async def through_the_server():
+        # No receive on a Redis layer: the process's long-lived receivers (approval waiters) hold
+        # channels_redis's per-process receive lock, so a health receive could time out although Redis
+        # is fine. A group add and discard goes to Redis and back just the same.
+        channel = await layer.new_channel("healthz.")
+        await layer.group_add("healthz", channel)
+        await layer.group_discard("healthz", channel)
+
+    async def bounded():
+        # /healthz must answer "down", never hang on a half-broken layer.
+        check = roundtrip if type(layer).__name__ == "InMemoryChannelLayer" else through_the_server
+        await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+
+    async_to_sync(bounded)()
     return type(layer).__name__
 
 
