@@ -9,9 +9,6 @@ import time
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the
-# tests make between browser steps are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -61,17 +58,33 @@ def asgi_server(transactional_db, settings):
     connections.close_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module.
+
+    Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which would break async tests and async_to_sync calls in
+    whatever test pytest-django schedules next; so it never outlives a module.
+    Meanwhile the ORM calls the browser tests make between steps are plain
+    synchronous code, which Django allows only with DJANGO_ALLOW_ASYNC_UNSAFE.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("CONSOLE_TEST_CHROMIUM")
     if not executable:
         pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
