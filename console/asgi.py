@@ -19,15 +19,19 @@ from console.routing import websocket_urlpatterns  # noqa: E402
 
 
 async def lifespan(scope, receive, send):
-    from console import scheduler
+    import asyncio
+
+    from console import live, scheduler
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            live.bind_server_loop(asyncio.get_running_loop())
             scheduler.start_if_embedded()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             scheduler.stop()
+            live.bind_server_loop(None)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -6,6 +6,7 @@ WebSocket extension swaps them in by id. Pushes never raise: a broken channel
 layer degrades live updates, never the request that triggered them.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -38,13 +39,43 @@ def may_subscribe(user, topic: str) -> bool:
     return bool(check and check(user, rest))
 
 
+_server_loop: asyncio.AbstractEventLoop | None = None
+_pending_sends: set[asyncio.Task] = set()  # keeps scheduled sends alive until done
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Remember the ASGI server's loop (set at lifespan startup).
+
+    The in-memory layer's queues belong to that loop, so pushes from other
+    threads (the embedded scheduler) must run there, not in a loop of their own.
+    """
+    global _server_loop
+    _server_loop = loop
+
+
 def send_to_group(group: str, html: str) -> bool:
-    """Send a fragment to every browser subscribed to ``group``; False if it failed."""
+    """Send a fragment to every browser subscribed to ``group``; False if it failed.
+
+    Callable from any thread. From inside a running loop it schedules the send
+    instead of blocking the loop.
+    """
     layer = get_channel_layer()
     if layer is None:
         return False
+    message = {"type": "fragment", "html": html}
     try:
-        async_to_sync(layer.group_send)(group, {"type": "fragment", "html": html})
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            task = running.create_task(asend_to_group(group, html))
+            _pending_sends.add(task)
+            task.add_done_callback(_pending_sends.discard)
+        elif _server_loop is not None and _server_loop.is_running():
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _server_loop).result(timeout=5)
+        else:
+            async_to_sync(layer.group_send)(group, message)
     except Exception:  # noqa: BLE001 - live updates are best effort by design
         log.warning("live push to %s failed", group, exc_info=True)
         return False
