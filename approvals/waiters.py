@@ -22,12 +22,15 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 10.0
 SAFE_BLOCK_S = 2
+SUBSCRIBE_CONCURRENCY = 20
 
 
 class _Registry:
     def __init__(self, loop: asyncio.AbstractEventLoop, layer, channel: str):
         self.loop, self.layer, self.channel = loop, layer, channel
         self.events: dict[int, set[asyncio.Event]] = defaultdict(set)
+        # Hundreds of agents arriving at once must not open hundreds of Redis connections.
+        self.subscribing = asyncio.Semaphore(SUBSCRIBE_CONCURRENCY)
         self.task = loop.create_task(self._listen(), name="approval-waiters")
 
     async def _listen(self) -> None:
@@ -49,7 +52,8 @@ class _Registry:
         first = not self.events.get(pk)
         self.events[pk].add(event)
         if first:
-            await self.layer.group_add(WAITER_GROUP.format(pk), self.channel)
+            async with self.subscribing:
+                await self.layer.group_add(WAITER_GROUP.format(pk), self.channel)
 
     async def leave(self, pk: int, event: asyncio.Event) -> None:
         events = self.events.get(pk)
@@ -59,11 +63,12 @@ class _Registry:
         if not events:
             del self.events[pk]
             try:
-                await self.layer.group_discard(WAITER_GROUP.format(pk), self.channel)
+                async with self.subscribing:
+                    await self.layer.group_discard(WAITER_GROUP.format(pk), self.channel)
+                    if self.events.get(pk):  # someone joined while we left: keep the channel in the group
+                        await self.layer.group_add(WAITER_GROUP.format(pk), self.channel)
             except Exception:  # noqa: BLE001 - the group entry expires on its own
                 pass
-            if self.events.get(pk):  # someone joined while we left: make sure the channel is in the group
-                await self.layer.group_add(WAITER_GROUP.format(pk), self.channel)
 
 
 _registries: dict[int, _Registry] = {}
@@ -93,14 +98,19 @@ async def wait_until_decided(pk: int, wait: float, load: Callable[[], Awaitable]
     if registry is None:
         return await load()
     event = asyncio.Event()
-    await registry.join(pk, event)
+    recheck = RECHECK_S
+    try:
+        await registry.join(pk, event)
+    except Exception:  # noqa: BLE001 - without the channel layer, fall back to reading the row every second
+        log.warning("approval waiter: could not join the group of %s; polling", pk, exc_info=True)
+        recheck = 1.0
     try:
         current = await load()  # after joining: a decision committed meanwhile is seen here
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while not is_final(current) and (left := deadline - loop.time()) > 0:
             try:
-                await asyncio.wait_for(event.wait(), timeout=min(left, RECHECK_S))
+                await asyncio.wait_for(event.wait(), timeout=min(left, recheck))
             except TimeoutError:
                 pass
             event.clear()
