@@ -331,11 +331,9 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
         if not runs:
             return
         _assign_seq(runs, groups, result)
-        raw = cur.connection
-        if nested or not getattr(raw, "_traces_stage_ready", False):  # once per pooled connection
-            cur.execute(_CREATE_STAGE)
-            if not nested:  # an outer transaction may still roll the table back
-                transaction.on_commit(lambda: setattr(raw, "_traces_stage_ready", True))
+        # Every time: a per-connection "already created" mark went stale whenever the
+        # creating transaction rolled back, and IF NOT EXISTS costs one catalog lookup.
+        cur.execute(_CREATE_STAGE)
         if nested:
             # No commit since the last batch (an outer transaction): ON COMMIT has not emptied it.
             cur.execute(f"DELETE FROM {_STAGE}")

@@ -16,22 +16,11 @@ from traces.watchers import baselines, detectors
 def watching(settings):
     """Stream detectors run inline, in the committing thread; caches start empty."""
     settings.WATCHERS_MODE = "inline"
-    _forget_stage_table()
     detectors.invalidate_cache()
     baselines.invalidate_cache()
     yield settings
     detectors.invalidate_cache()
     baselines.invalidate_cache()
-
-
-def _forget_stage_table():
-    """Ingest marks its COPY staging table as created on the pooled connection after commit; a previous
-    test's rolled-back transaction took the table with it, so the mark must not survive into this test."""
-    from django.db import connection
-
-    raw = connection.connection
-    if raw is not None and getattr(raw, "_traces_stage_ready", False):
-        raw._traces_stage_ready = False
 
 
 def tool(trace, name, args, *, resource=None, attrs=None, start_ns=None, error=False, parent=b""):
