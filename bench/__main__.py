@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")
         return 2
-    command = f".venv/bin/python -m bench {' '.join(argv) or 'all'}"
+    settings = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_"))
+    command = f"{settings + ' ' if settings else ''}.venv/bin/python -m bench {' '.join(argv) or 'all'}"
     sections, all_results, failures = {}, [], []
     for name in names:
         print(f"== {name}", flush=True)
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
         all_results += results
         sections[name] = render_section(name, results, error, command, load_before, os.getloadavg(),
                                         time.monotonic() - started)
-    write_results(sections)
+        write_results(sections)  # after each module, so a long run leaves what it has measured so far
     missed = [r for r in all_results if r.samples and r.met() is False]
     if missed:
         print("Missed targets: " + "; ".join(f"{r.name} ({_fmt(r.median)} {r.unit}, target {r.target})"
@@ -94,7 +95,7 @@ def render_section(name, results, error, command, load_before, load_after, secon
     ]
     if results:
         lines += [
-            "| benchmark | median | min | max | n | target | met | console peak RSS | notes |",
+            "| benchmark | median | min | max | n | target | met | server peak RSS | notes |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results:
@@ -129,9 +130,10 @@ def write_results(sections: dict[str, str]) -> None:
         "Reproduce: `.venv/bin/python -m bench all` (or `python -m bench NAME` for one section), with PostgreSQL "
         "and Redis running; see bench/README.md. Each section below is from the run named in it.",
         "",
-        "Summary (median of each figure; RSS is the peak resident memory of the console server processes):",
+        "Summary (median of each figure; server peak RSS is the peak resident memory (VmHWM) of the console "
+        "server processes, or of Phoenix for its own figure):",
         "",
-        "| section | benchmark | median | target | met | console peak RSS | run |",
+        "| section | benchmark | median | target | met | server peak RSS | run |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in order:

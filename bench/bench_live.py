@@ -71,9 +71,12 @@ class Sender(threading.Thread):
         headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/x-protobuf"}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
             self.started = next_at = time.perf_counter()
-            for body in self.bodies:
-                if self.stop.is_set():
-                    break
+            sent = 0
+            while not self.stop.is_set():
+                body = self.bodies[sent % len(self.bodies)]
+                if sent == len(self.bodies):
+                    self.ran_out = True  # from here on, bodies are resent (stored once: duplicates are skipped)
+                sent += 1
                 try:
                     if client.post("/v1/traces", content=body).status_code == 200:
                         self.acked += 100
@@ -85,8 +88,6 @@ class Sender(threading.Thread):
                 delay = next_at - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            else:
-                self.ran_out = True
             self.ended = time.perf_counter()
 
     @property
@@ -128,15 +129,20 @@ async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: byte
         tasks = [asyncio.create_task(listen(run_ws, "run", True)), asyncio.create_task(listen(runs_ws, "runs", False))]
         await asyncio.sleep(SETTLE_S)
         headers = {"Authorization": f"Bearer {probe_key}", "Content-Type": "application/x-protobuf"}
-        posts = []
+        posts, refused = [], {}
         rng = random.Random(7)
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
             for trial in range(TRIALS):
                 marker = f"probe-{trial}-{uuid.uuid4().hex[:12]}"
                 body = _probe_body(trace_id, root_id, f"execute_tool {marker}", root_start + (trial + 1) * 10**7)
-                started = time.perf_counter()
-                sent[marker] = started
-                answer = await client.post("/v1/traces", content=body)
+                for _attempt in range(10):  # 503/429 are retried after Retry-After, as the stock exporter does
+                    started = time.perf_counter()
+                    sent[marker] = started  # the clock starts at the POST that is accepted
+                    answer = await client.post("/v1/traces", content=body)
+                    if answer.status_code not in (429, 503):
+                        break
+                    refused[answer.status_code] = refused.get(answer.status_code, 0) + 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
                 posts.append((time.perf_counter() - started) * 1000)
                 if answer.status_code != 200:
                     raise RuntimeError(f"probe POST answered {answer.status_code}: {answer.text[:200]}")
@@ -147,7 +153,8 @@ async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: byte
         stop.set()
         await asyncio.gather(*tasks)
     latencies = [(seen[m] - sent[m]) * 1000 for m in sent if m in seen]
-    return {"latencies": latencies, "missing": len(sent) - len(seen), "posts": posts, "frames": frames}
+    return {"latencies": latencies, "missing": len(sent) - len(seen), "posts": posts, "frames": frames,
+            "refused": refused}
 
 
 def run_id_of(trace_hex: str) -> int | None:
@@ -164,7 +171,7 @@ def run() -> list[Result]:
     probe_key = manage("create_agent_key", "live-probe", "--name", "bench", env=env).stdout.strip()
     create_staff(env, "bench-operator", ("Operator",))
     # Fresh spans for the whole run (settle + trials + margin), built before the clock starts.
-    seconds = SETTLE_S + TRIALS * 0.45 + TIMEOUT_S + 15
+    seconds = SETTLE_S + TRIALS * 0.4 + TIMEOUT_S
     per_sender = int(RATE / SENDERS * seconds) // 100 * 100
     bodies = [build_bodies(batch=100, total_spans=per_sender, seed=500 + i) for i in range(SENDERS)]
     with Server(port=PORT, env=env) as server:
@@ -202,8 +209,8 @@ def run() -> list[Result]:
     ordered = sorted(latencies)
     notes = (f"{len(latencies)} of {TRIALS} probe batches seen, {data['missing']} not within {TIMEOUT_S:.0f} s; "
              f"background {achieved:,.0f} spans/s acknowledged (target {RATE}), {failures} non-200"
-             f"{', ran out of spans' if ran_out else ''}; probe POST round trip p50 "
-             f"{statistics.median(data['posts']):,.0f} ms; frames received: run page {data['frames']['run']}, "
+             f"{', ran out of fresh spans and resent some' if ran_out else ''}; probe POST round trip p50 "
+             f"{statistics.median(data['posts']):,.0f} ms, probe POSTs refused and retried {data['refused'] or 0}; frames received: run page {data['frames']['run']}, "
              f"runs list {data['frames']['runs']}; slowest {', '.join(f'{v:,.0f}' for v in ordered[-3:])} ms; "
              f"includes the coalescing wait (traces/live.py FLUSH_INTERVAL); 1 server process, "
              f"peak RSS {peak} MiB; {load}")
