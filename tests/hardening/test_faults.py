@@ -3,8 +3,9 @@ console running in production mode as a separate process.
 
 - PostgreSQL stopped during ingest: /v1/traces answers 503 with Retry-After, never 200; after the
   restart the exporter's retries (the same batches again) land every span exactly once.
-- Redis stopped: pages, the agent API and ingest keep working, /healthz says the channel layer is
-  down (503); when Redis is back, the channel layer works again.
+- Redis stopped: pages, the agent API (including ?wait) and ingest keep working, /healthz says the
+  channel layer is down (503); when Redis is back, /healthz is green again (with the approval
+  waiters' listener running) and a browser's live socket receives pushes again.
 """
 
 import os
@@ -141,4 +142,16 @@ def test_redis_down_degrades_live_updates_only_and_comes_back(stack):
             pytest.fail(f"healthz did not recover after Redis came back: {health.json()}")
         time.sleep(1)
     assert health.json()["checks"]["channel_layer"]["ok"] is True
+    # live updates work again: a browser socket on the approvals topic gets the new request's fragment
+    from websockets.sync.client import connect
+
+    cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+    ws_url = server.url.replace("http://", "ws://") + "/ws/live/approvals/"
+    with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": server.url}, open_timeout=15) as socket:
+        time.sleep(0.5)  # the consumer joins its group right after the handshake
+        created = agent.post("/api/v1/approvals", json={"action": "payments.refund", "risk": "high",
+                                                        "summary": "after redis came back"})
+        assert created.status_code == 201
+        frame = socket.recv(timeout=15)
+    assert str(created.json()["id"]) in frame
     assert "Traceback" not in server.logs() or "Internal Server Error" not in server.logs(), server.logs()[-3000:]
