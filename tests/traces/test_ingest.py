@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_sdk_exporter_protobuf_run_is_stored_with_genai_mapping(client, agent, agent_key):
-    ModelPrice.objects.create(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"))
+    ModelPrice.objects.update_or_create(model="gpt-4o", defaults={"input_per_million": Decimal("2.5"), "output_per_million": Decimal("10")})
     spans = helpers.record_agent_run(task="Refund order 42")
     exporter, transport = helpers.sdk_exporter(client, agent_key)
     assert exporter.export(spans) == SpanExportResult.SUCCESS

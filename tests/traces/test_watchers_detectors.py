@@ -142,7 +142,7 @@ def _llm(trace, input_tokens, output_tokens):
 
 def test_run_cost_spike_against_the_agents_own_baseline(client, agent, agent_key, watching,
                                                         django_capture_on_commit_callbacks):
-    ModelPrice.objects.create(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"))
+    ModelPrice.objects.update_or_create(model="gpt-4o", defaults={"input_per_million": Decimal("2.5"), "output_per_million": Decimal("10")})
     make_history(agent, runs=40, cost=Decimal("0.006"), spread=0.2)
     baselines.refresh_agent(agent_id=agent.pk, now=timezone.now())
     normal = helpers.new_trace_id()
@@ -157,7 +157,7 @@ def test_run_cost_spike_against_the_agents_own_baseline(client, agent, agent_key
 
 
 def test_no_cost_alarm_without_enough_history(client, agent, agent_key, watching, django_capture_on_commit_callbacks):
-    ModelPrice.objects.create(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"))
+    ModelPrice.objects.update_or_create(model="gpt-4o", defaults={"input_per_million": Decimal("2.5"), "output_per_million": Decimal("10")})
     make_history(agent, runs=5, cost=Decimal("0.006"))
     baselines.refresh_agent(agent_id=agent.pk, now=timezone.now())
     send_committed(client, agent_key, django_capture_on_commit_callbacks, _llm(helpers.new_trace_id(), 100_000, 25_000))
