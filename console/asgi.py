@@ -36,9 +36,12 @@ async def lifespan(scope, receive, send):
             return
 
 
+from approvals.asgi import long_poll  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # GET /api/v1/approvals/{id}?wait=N is answered on the event loop, no thread per waiting agent.
+        "http": long_poll(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }

@@ -1,4 +1,11 @@
+"""Middleware of our own. Both are async-capable, so that under ASGI the async
+views (OTLP ingest, approval waits) never hold a thread for a whole request:
+one sync-only middleware in the chain would make Django run the entire chain
+in a thread per request."""
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 
 class ContentSecurityPolicyMiddleware:
@@ -7,6 +14,9 @@ class ContentSecurityPolicyMiddleware:
     htmx's own indicator styles are disabled in the base layout, so
     ``style-src`` needs no ``unsafe-inline`` either.
     """
+
+    sync_capable = True
+    async_capable = True
 
     POLICY = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -17,9 +27,48 @@ class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.policy = getattr(settings, "CONTENT_SECURITY_POLICY", self.POLICY)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        response = self.get_response(request)
-        if not request.path.startswith(("/api/v1/docs",)):
+        if self.is_async:
+            return self._acall(request)
+        return self._add_header(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._add_header(request, await self.get_response(request))
+
+    def _add_header(self, request, response):
+        if not request.path.startswith("/api/v1/docs"):
             response.headers.setdefault("Content-Security-Policy", self.policy)
         return response
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, made async-capable: static files are looked up and opened in a
+    thread, every other request goes straight on to the async handler."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None):
+        super().__init__(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    def _find(self, path: str):
+        return self.find_file(path) if self.autorefresh else self.files.get(path)
+
+    async def _acall(self, request):
+        if request.path_info.startswith(self.static_prefix):
+            static_file = await sync_to_async(self._find, thread_sensitive=False)(request.path_info)
+            if static_file is not None:
+                return await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+        return await self.get_response(request)

@@ -8,6 +8,7 @@ from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
+from agents import services as agent_services
 from approvals import live
 from approvals.models import (
     ApprovalRequest,
@@ -137,6 +138,8 @@ def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "",
                      before={"status": Status.PENDING},
                      after={"status": status, "verdict": verdict, "reason_category": reason_category,
                             "reason": reason, "edited": verdict == Verdict.MODIFY, "digest": req.final_digest})
+        # The decision is feedback on the prompt version that produced the action (no-op without one).
+        agent_services.record_feedback(request=req)
         _after_change(req)
     return req
 
