@@ -95,8 +95,8 @@ def render_section(name, results, error, command, load_before, load_after, secon
     ]
     if results:
         lines += [
-            "| benchmark | median | min | max | n | target | met | server peak RSS | notes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| benchmark | median | min | max | n | target | met | server peak RSS | load average | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results:
             if r.samples:
@@ -105,8 +105,10 @@ def render_section(name, results, error, command, load_before, load_after, secon
             else:
                 met, figures = "", "n/a | | "
             rss = f"{r.extra['rss_mib']:,.0f} MiB" if r.extra.get("rss_mib") else ""
+            load = str(r.extra.get("load") or f"{load_before[0]:.1f} before, {load_after[0]:.1f} after")
+            load = load.removeprefix("load average ").split(" on ")[0]
             notes = str(r.notes).replace("|", "/").replace("\n", " ")
-            lines.append(f"| {r.name} | {figures} | {len(r.samples)} | {r.target} | {met} | {rss} | {notes} |")
+            lines.append(f"| {r.name} | {figures} | {len(r.samples)} | {r.target} | {met} | {rss} | {load} | {notes} |")
     if error:
         lines += ["", f"**Could not measure**: {error}"]
     lines += ["", f"<!-- end: {name} -->", ""]
@@ -133,8 +135,8 @@ def write_results(sections: dict[str, str]) -> None:
         "Summary (median of each figure; server peak RSS is the peak resident memory (VmHWM) of the console "
         "server processes, or of Phoenix for its own figure):",
         "",
-        "| section | benchmark | median | target | met | server peak RSS | run |",
-        "|---|---|---|---|---|---|---|",
+        "| section | benchmark | median | target | met | server peak RSS | load average | run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in order:
         block = kept[name]
@@ -143,10 +145,11 @@ def write_results(sections: dict[str, str]) -> None:
         rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
         for row in rows:
             cells = [c.strip() for c in row.strip("|").split("|")]
-            if len(cells) >= 8:
-                head.append(f"| {name} | {cells[0]} | {cells[1]} | {cells[5]} | {cells[6]} | {cells[7]} | {when} |")
+            if len(cells) >= 10:
+                head.append(f"| {name} | {cells[0]} | {cells[1]} | {cells[5]} | {cells[6]} | {cells[7]} | {cells[8]} "
+                            f"| {when} |")
         if "**Could not measure**" in block:
-            head.append(f"| {name} | could not measure (see section) | | | | | {when} |")
+            head.append(f"| {name} | could not measure (see section) | | | | | | {when} |")
     head.append("")
     RESULTS.write_text("\n".join(head) + "\n" + "\n".join(kept[n] for n in order))
 
