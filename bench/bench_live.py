@@ -96,13 +96,14 @@ class Sender(threading.Thread):
 
 
 async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: bytes, root_id: bytes,
-                   run_id: int, root_start: int) -> dict:
+                   run_id: int, root_start: int, *, trials: int, watch_list: bool, first: int = 0) -> dict:
     import websockets
 
     cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
     ws_base = server.url.replace("http://", "ws://")
     headers = {"Cookie": cookie}
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     seen: dict[str, float] = {}
     frames = {"run": 0, "runs": 0}
     stop = asyncio.Event()
@@ -125,14 +126,16 @@ async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: byte
 
     connect = dict(additional_headers=headers, origin=server.url, max_size=2**24, open_timeout=20)
     async with websockets.connect(f"{ws_base}/ws/live/run-{run_id}/", **connect) as run_ws, \
-            websockets.connect(f"{ws_base}/ws/live/runs/", **connect) as runs_ws:
+            websockets.connect(f"{ws_base}/ws/live/{'runs' if watch_list else 'dashboard'}/", **connect) as runs_ws:
+        # The second socket watches the runs list (its rows are rendered on every flush) or, for comparison,
+        # the dashboard topic (nothing from traces is rendered for it).
         tasks = [asyncio.create_task(listen(run_ws, "run", True)), asyncio.create_task(listen(runs_ws, "runs", False))]
         await asyncio.sleep(SETTLE_S)
         headers = {"Authorization": f"Bearer {probe_key}", "Content-Type": "application/x-protobuf"}
         posts, refused = [], {}
         rng = random.Random(7)
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
-            for trial in range(TRIALS):
+            for trial in range(first, first + trials):
                 marker = f"probe-{trial}-{uuid.uuid4().hex[:12]}"
                 body = _probe_body(trace_id, root_id, f"execute_tool {marker}", root_start + (trial + 1) * 10**7)
                 for _attempt in range(10):  # 503/429 are retried after Retry-After, as the stock exporter does
@@ -143,7 +146,8 @@ async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: byte
                         break
                     refused[answer.status_code] = refused.get(answer.status_code, 0) + 1
                     await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
-                posts.append((time.perf_counter() - started) * 1000)
+                answered[marker] = time.perf_counter()
+                posts.append((answered[marker] - started) * 1000)
                 if answer.status_code != 200:
                     raise RuntimeError(f"probe POST answered {answer.status_code}: {answer.text[:200]}")
                 await asyncio.sleep(0.15 + rng.random() * 0.35)  # land at random points of the flush interval
@@ -153,7 +157,8 @@ async def _measure(server: Server, cookies: dict, probe_key: str, trace_id: byte
         stop.set()
         await asyncio.gather(*tasks)
     latencies = [(seen[m] - sent[m]) * 1000 for m in sent if m in seen]
-    return {"latencies": latencies, "missing": len(sent) - len(seen), "posts": posts, "frames": frames,
+    after_200 = [(seen[m] - answered[m]) * 1000 for m in sent if m in seen and m in answered]
+    return {"latencies": latencies, "after_200": after_200, "missing": len(sent) - len(seen), "posts": posts, "frames": frames,
             "refused": refused}
 
 
@@ -171,7 +176,7 @@ def run() -> list[Result]:
     probe_key = manage("create_agent_key", "live-probe", "--name", "bench", env=env).stdout.strip()
     create_staff(env, "bench-operator", ("Operator",))
     # Fresh spans for the whole run (settle + trials + margin), built before the clock starts.
-    seconds = SETTLE_S + TRIALS * 0.4 + TIMEOUT_S
+    seconds = 2 * SETTLE_S + (TRIALS + TRIALS // 2) * 0.4 + 2 * TIMEOUT_S
     per_sender = int(RATE / SENDERS * seconds) // 100 * 100
     bodies = [build_bodies(batch=100, total_spans=per_sender, seed=500 + i) for i in range(SENDERS)]
     with Server(port=PORT, env=env) as server:
@@ -192,13 +197,17 @@ def run() -> list[Result]:
         for sender in senders:
             sender.start()
         try:
-            data = asyncio.run(_measure(server, cookies, probe_key, trace_id, root_id, run_id, root_start))
+            data = asyncio.run(_measure(server, cookies, probe_key, trace_id, root_id, run_id, root_start,
+                                        trials=TRIALS, watch_list=True))
+            load = load_average()
+            # For comparison: nobody watches the runs list, so a flush renders only the probe run's rows.
+            alone = asyncio.run(_measure(server, cookies, probe_key, trace_id, root_id, run_id, root_start,
+                                         trials=TRIALS // 2, watch_list=False, first=TRIALS))
         finally:
             for sender in senders:
                 sender.stop.set()
             for sender in senders:
                 sender.join(timeout=60)
-        load = load_average()
         peak = server.peak_rss_mib()
     latencies = data["latencies"]
     if len(latencies) < TRIALS // 2:
@@ -212,10 +221,16 @@ def run() -> list[Result]:
              f"{', ran out of fresh spans and resent some' if ran_out else ''}; probe POST round trip p50 "
              f"{statistics.median(data['posts']):,.0f} ms, probe POSTs refused and retried {data['refused'] or 0}; frames received: run page {data['frames']['run']}, "
              f"runs list {data['frames']['runs']}; slowest {', '.join(f'{v:,.0f}' for v in ordered[-3:])} ms; "
+             f"from the 200 to the frame p50 {statistics.median(data['after_200']):,.0f} ms; "
              f"includes the coalescing wait (traces/live.py FLUSH_INTERVAL); 1 server process, "
              f"peak RSS {peak} MiB; {load}")
     extra = {"rss_mib": peak, "load": load}
+    alone_notes = (f"the same, {len(alone['latencies'])} of {TRIALS // 2} probes seen, with the run page the only "
+                   f"live view (no runs-list subscriber, so flushes render no list rows): p50 "
+                   f"{statistics.median(alone['latencies'] or [float('nan')]):,.0f} ms; {load_average()}")
     return [
         Result("live: span POST to WebSocket frame p50", "ms", [statistics.median(latencies)], "", notes, extra),
         Result("live: span POST to WebSocket frame p99", "ms", [percentile(latencies, 99)], "< 250", notes, extra),
+        Result("live: span POST to WebSocket frame p99, run page only", "ms", [percentile(alone["latencies"], 99)],
+               "", alone_notes, {"rss_mib": peak}),
     ]
