@@ -16,6 +16,7 @@ database work and rendering run in a worker thread); without a known loop
 import asyncio
 import logging
 import threading
+import time
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -34,10 +35,12 @@ MAX_LIST_ROWS = 50  # runs-list rows per flush: the most recent dirty runs (a pa
 _lock = threading.Lock()
 _dirty: dict[int, list[tuple[int, int]]] = {}  # run id -> seq ranges (lo, hi] not yet pushed
 _scheduled = False
+_scheduled_at = 0.0  # monotonic time of the last scheduling, to notice a flush that never ran
+_STALE_AFTER = 2.0  # a loop that stopped before its flush ran must not silence pushes for good
 _loop: asyncio.AbstractEventLoop | None = None
 
 
-def use_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+def use_event_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     """Flush on this (the ASGI server's) loop; called by the async ingest view."""
     global _loop
     _loop = loop
@@ -51,16 +54,16 @@ def spans_ingested_on_commit(run_ids, seq_ranges: dict[int, tuple[int, int]] | N
 
 
 def mark_dirty(run_ids, seq_ranges: dict[int, tuple[int, int]] | None = None) -> None:
-    global _scheduled
+    global _scheduled, _scheduled_at
     with _lock:
         for run_id in run_ids:
             _dirty.setdefault(run_id, [])
         for run_id, (lo, hi) in (seq_ranges or {}).items():
             if hi > lo:
                 _dirty.setdefault(run_id, []).append((lo, hi))
-        if _scheduled:
+        if _scheduled and time.monotonic() - _scheduled_at < _STALE_AFTER:
             return
-        _scheduled = True
+        _scheduled, _scheduled_at = True, time.monotonic()
     _schedule()
 
 

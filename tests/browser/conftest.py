@@ -55,6 +55,13 @@ def asgi_server(transactional_db, settings):
     server.stop()
     from django.db import connections
 
+    from traces import live as traces_live
+
+    # The server's loop is gone: a flush scheduled on it will never run.
+    traces_live.use_event_loop(None)
+    with traces_live._lock:
+        traces_live._scheduled = False
+        traces_live._dirty.clear()
     connections.close_all()
 
 

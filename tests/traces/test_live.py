@@ -116,3 +116,20 @@ def test_redis_layer_membership_is_read(settings):
             await layer.group_discard("run-91", "specific.test!channel")
 
     assert async_to_sync(scenario)() == {"run-91"}
+
+
+def test_a_flush_lost_with_its_stopped_loop_does_not_silence_later_pushes(monkeypatch):
+    """A flush scheduled on a server loop that stopped before running it must not block every later flush."""
+    import time
+
+    from traces import live as traces_live
+
+    scheduled = []
+    monkeypatch.setattr(traces_live, "_schedule", lambda: scheduled.append(1))
+    monkeypatch.setattr(traces_live, "_dirty", {})
+    monkeypatch.setattr(traces_live, "_scheduled", True)  # left behind by a loop that stopped
+    monkeypatch.setattr(traces_live, "_scheduled_at", time.monotonic() - 60)
+    traces_live.mark_dirty([1], {1: (0, 3)})
+    assert scheduled == [1]
+    traces_live.mark_dirty([1], {1: (3, 4)})  # a fresh schedule is pending: coalesced, not scheduled again
+    assert scheduled == [1]
