@@ -80,3 +80,14 @@ def agent_key(agent):
 @pytest.fixture
 def agent_headers(agent_key):
     return {"HTTP_AUTHORIZATION": f"Bearer {agent_key}"}
+
+
+@pytest.fixture
+def fresh_channel_layer():
+    """A channel layer of this test's own: the process-wide one may still be held by
+    a receive() on the loop of an earlier test's server, which channels_redis refuses."""
+    from channels.layers import channel_layers, get_channel_layer
+
+    channel_layers.backends.clear()
+    yield get_channel_layer()
+    channel_layers.backends.clear()

@@ -2,7 +2,6 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 
 from console import dashboard, jobs
 
@@ -10,8 +9,8 @@ TILE = "console/partials/tile_agents.html"
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_push_dashboard_tiles_sends_each_registered_tile_to_the_dashboard_group(fixed_now):
-    layer = get_channel_layer()
+async def test_push_dashboard_tiles_sends_each_registered_tile_to_the_dashboard_group(fixed_now, fresh_channel_layer):
+    layer = fresh_channel_layer
     channel = await layer.new_channel("test.")
     await layer.group_add("dashboard", channel)
 

@@ -11,7 +11,7 @@ from console import live
 
 
 @pytest.fixture
-def server_loop():
+def server_loop(fresh_channel_layer):
     """A running loop in a thread, standing in for the ASGI server's."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
