@@ -28,6 +28,7 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from agents import services as agent_services
+from console import metrics
 from traces import live, otlp, services
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ def handle_export(request, *, fmt: str, token: str) -> HttpResponse:
     result = services.ingest_spans(agent=key.agent, spans=decoded.spans)
     rejected = decoded.rejected + result.rejected
     total = sum(rejected.values())
+    _count(agent=key.agent.name, stored=result.stored, rejected=rejected)
     return _success_response(fmt, total, otlp.rejection_message(rejected) if total else "")
 
 
@@ -241,9 +243,23 @@ def _handle_in_thread(request, fmt: str, token: str) -> HttpResponse:
                                                  code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
 
 
+def _count(*, agent: str, stored: int, rejected) -> None:
+    """Prometheus counters for a stored batch (multiprocess-safe, see console.metrics)."""
+    if stored:
+        metrics.INGEST_SPANS.labels(agent=agent).inc(stored)
+    for reason, count in rejected.items():
+        metrics.INGEST_REJECTED.labels(reason=str(reason)[:60]).inc(count)
+
+
 @csrf_exempt
 async def otlp_traces(request):
     """OTLP/HTTP ``ExportTraceServiceRequest`` (protobuf or JSON, optionally gzip/deflate)."""
+    response = await _otlp_traces(request)
+    metrics.INGEST_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+async def _otlp_traces(request):
     fmt = _CONTENT_TYPES.get(request.content_type or "")
     if request.method != "POST":
         response = _status_response(fmt or JSON, IngestError(405, "Use POST.", code=code_pb2.UNIMPLEMENTED))
