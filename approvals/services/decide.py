@@ -19,7 +19,7 @@ from approvals.models import (
     arguments_digest,
     escalation_steps,
 )
-from console import audit
+from console import audit, metrics
 from console.roles import Role, has_role
 
 CLAIM_MINUTES = 10
@@ -140,8 +140,15 @@ def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "",
                             "reason": reason, "edited": verdict == Verdict.MODIFY, "digest": req.final_digest})
         # The decision is feedback on the prompt version that produced the action (no-op without one).
         agent_services.record_feedback(request=req)
+        _observe_time_to_decision(req, now)
         _after_change(req)
     return req
+
+
+def _observe_time_to_decision(req: ApprovalRequest, now: datetime) -> None:
+    queue = req.queue.name if req.queue_id else ""
+    seconds = max((now - req.created_at).total_seconds(), 0.0)
+    transaction.on_commit(lambda: metrics.DECISION_SECONDS.labels(queue=queue, risk=req.risk).observe(seconds))
 
 
 def _after_change(req: ApprovalRequest) -> None:

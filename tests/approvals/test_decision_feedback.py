@@ -35,3 +35,18 @@ def _a_category() -> str:
     from approvals.models import ReasonCategory
 
     return ReasonCategory.values[0]
+
+
+def test_time_to_decision_is_observed_in_metrics(agent, django_capture_on_commit_callbacks):
+    from prometheus_client import REGISTRY
+
+    def count():
+        return REGISTRY.get_sample_value("console_approval_time_to_decision_seconds_count",
+                                         {"queue": "default", "risk": "critical"}) or 0.0
+
+    reviewer = factories.make_user(Role.ADMIN, username="root-reviewer")
+    req, _ = create_request(agent=agent, new=NewRequest(action="drop", risk="critical", arguments={}))
+    before = count()
+    with django_capture_on_commit_callbacks(execute=True):
+        decide_request(request_id=req.pk, reviewer=reviewer, verdict="approve")
+    assert count() - before == 1
