@@ -40,8 +40,7 @@ class ContentSecurityPolicyMiddleware:
         return self._add_header(request, await self.get_response(request))
 
     def _add_header(self, request, response):
-        if not request.path.startswith("/api/v1/docs"):
-            response.headers.setdefault("Content-Security-Policy", self.policy)
+        response.headers.setdefault("Content-Security-Policy", self.policy)
         return response
 
 
