@@ -70,6 +70,36 @@ class Outcome(models.TextChoices):
     ASK = "ask", "ask a human"
 
 
+class ConflictRule(models.TextChoices):
+    """How a queue arbitrates two pending or running actions on the same ``resource``."""
+
+    ASK_HUMAN = "ask_human", "ask a human"
+    FIRST_WINS = "first_wins", "first wins (reject the later one)"
+    HIGHER_RISK_WAITS = "higher_risk_waits", "higher risk waits"
+
+
+class ConflictState(models.TextChoices):
+    HELD = "held", "held for a reviewer"
+    WAITING = "waiting", "waiting for the other to finish"
+    RESOLVED = "resolved", "resolved"
+
+
+CONFLICT_WAITING_STATES = (ConflictState.HELD, ConflictState.WAITING)
+
+
+class Arbitration(models.TextChoices):
+    """How a conflict was (or is being) arbitrated, by a rule or a reviewer."""
+
+    FIRST_WINS = "first_wins", "rejected: the first one wins"
+    HIGHER_RISK_WAITS = "higher_risk_waits", "waits: higher risk waits"
+    LOWER_RISK_FIRST = "lower_risk_first", "went first: lower risk goes first"
+    YIELDED = "yielded", "waits: the other was let go first"
+    THIS_FIRST = "this_first", "a reviewer let this one go first"
+    OTHER_FIRST = "other_first", "a reviewer let the other go first"
+    REJECTED = "rejected", "a reviewer rejected it"
+    RELEASED = "released", "released: the other finished"
+
+
 class WebhookFormat(models.TextChoices):
     GENERIC = "generic", "generic JSON"
     SLACK = "slack", "Slack-compatible"
@@ -95,6 +125,9 @@ class Queue(models.Model):
     description = models.CharField(max_length=500, blank=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approval_queues")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Issue 5 (conflicts): how a later request on a busy resource is arbitrated.
+    conflict_rule = models.CharField(max_length=20, choices=ConflictRule.choices, default=ConflictRule.ASK_HUMAN,
+                                     help_text="when a request's resource already has a pending or running action")
 
     class Meta:
         ordering = ["name"]
@@ -386,6 +419,16 @@ class ApprovalRequest(models.Model):
     execution_result = models.JSONField(null=True, blank=True)
     execution_error = models.TextField(blank=True)
 
+    # Issue 5 (conflicts): the request this one conflicts with, and how that is arbitrated.
+    conflict_with = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    conflict_state = models.CharField(max_length=10, choices=ConflictState.choices, blank=True)
+    conflict_rule = models.CharField(max_length=20, choices=ConflictRule.choices, blank=True)
+    arbitration = models.CharField(max_length=20, choices=Arbitration.choices, blank=True)
+    arbitrated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    arbitrated_at = models.DateTimeField(null=True, blank=True)
+    arbitration_reason = models.CharField(max_length=500, blank=True)
+
     objects = ApprovalRequestQuerySet.as_manager()
 
     class Meta:
@@ -402,6 +445,10 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["claimed_until"], condition=Q(status="pending"), name="approval_pending_claim"),
             models.Index(fields=["queue", "due_at"], condition=Q(status="pending"), name="approval_queue_due"),
             models.Index(fields=["resource"], condition=Q(status="pending"), name="approval_pending_resource"),
+            models.Index(fields=["resource"], condition=Q(status="approved", executed_at__isnull=True),
+                         name="approval_running_resource"),
+            models.Index(fields=["conflict_with"], condition=Q(status="pending", conflict_state__in=["held", "waiting"]),
+                         name="approval_conflict_waiting"),
             models.Index(fields=["agent", "-id"], name="approval_agent_recent"),
             models.Index(fields=["queue", "decided_at"], name="approval_queue_decided"),
         ]
@@ -428,6 +475,18 @@ class ApprovalRequest(models.Model):
     @property
     def url_path(self) -> str:
         return f"/approvals/{self.pk}/"
+
+    @property
+    def is_held(self) -> bool:
+        """Pending and held back by a conflict (for a reviewer, or until the other finishes)."""
+        return self.is_pending and self.conflict_state in CONFLICT_WAITING_STATES
+
+    @property
+    def conflict_shown_state(self) -> str:
+        """held / waiting / resolved, or "" without a conflict; a decided request's conflict is resolved."""
+        if not self.conflict_state:
+            return ""
+        return self.conflict_state if self.is_held else ConflictState.RESOLVED
 
     @property
     def answer_arguments(self):
