@@ -13,6 +13,7 @@ from typing import Any, Literal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from ninja import Field, Router, Schema
 from ninja import Status as Reply
@@ -94,6 +95,10 @@ class ApprovalOut(Schema):
     created_at: datetime
     expires_at: datetime | None
     executed_at: datetime | None
+    required_approvals: int = Field(1, description="approvals from different reviewers this request needs "
+                                                   "(2: four eyes)")
+    approvals_given: int = Field(0, description="approvals given so far; pending until it reaches "
+                                                "required_approvals, and one reject ends it")
 
 
 class DecisionIn(Schema):
@@ -101,6 +106,9 @@ class DecisionIn(Schema):
     reason: str = Field("", max_length=2000)
     reason_category: str | None = Field(None, max_length=30)
     arguments: dict[str, Any] | None = Field(None, description="the edited arguments (modify only)")
+    digest: str | None = Field(None, max_length=64, description="optional: the digest of the arguments you approve "
+                                                                "(after a first approval with edits, the edited "
+                                                                "ones); 409 if they changed")
 
     @field_validator("arguments")
     @classmethod
@@ -113,11 +121,18 @@ class ExecutionIn(Schema):
     error: str | None = Field(None, max_length=10000)
     digest: str | None = Field(None, max_length=64, description="optional: the digest you were given; refused if "
                                                                 "it is not the approved one")
+    arguments: dict[str, Any] | None = Field(None, description="optional: the arguments you ran; refused if they "
+                                                               "are not exactly the approved ones")
 
     @field_validator("result")
     @classmethod
     def result_small(cls, value):
         return _size_limited(value, MAX_ARGUMENTS_BYTES, "result")
+
+    @field_validator("arguments")
+    @classmethod
+    def arguments_small(cls, value):
+        return _size_limited(value, MAX_ARGUMENTS_BYTES, "arguments")
 
 
 class ConflictOut(Schema):
@@ -151,7 +166,22 @@ def answer(req: ApprovalRequest) -> dict:
         "created_at": req.created_at,
         "expires_at": req.expires_at,
         "executed_at": req.executed_at,
+        "required_approvals": req.required_approvals,
+        "approvals_given": _approvals_given(req),
     }
+
+
+def _approvals_given(req: ApprovalRequest) -> int:
+    """Annotated by ``_answerable`` (the async paths cannot query); counted here otherwise."""
+    given = getattr(req, "approvals_given", None)
+    if given is None:
+        given = req.decisions.filter(verdict__in=services.APPROVING).count()
+    return given
+
+
+def _answerable():
+    return (ApprovalRequest.objects.select_related("queue", "matched_rule")
+            .annotate(approvals_given=Count("decisions", filter=Q(decisions__verdict__in=services.APPROVING))))
 
 
 def _field_error(field: str, message: str) -> HttpError:
@@ -165,8 +195,7 @@ def _conflict(request, exc: services.ApprovalError):
 
 
 def _own_request(agent, pk: int) -> ApprovalRequest | None:
-    return (ApprovalRequest.objects.select_related("queue", "matched_rule")
-            .filter(pk=pk, agent=agent).first())
+    return _answerable().filter(pk=pk, agent=agent).first()
 
 
 def _release_connection() -> None:
@@ -246,12 +275,12 @@ async def get_approval(request, approval_id: int, wait: float = 0):
              summary="Report, once, that the approved action ran")
 def report_execution(request, approval_id: int, payload: ExecutionIn):
     """Refused (409) when the request is not approved, when execution was already reported, or when
-    `digest` is not the approved arguments' digest."""
+    `digest` (or `arguments`) is not the approved arguments' digest (or the approved arguments)."""
     if _own_request(request.agent, approval_id) is None:
         return Reply(404, {"detail": "No such approval request for this agent."})
     try:
         services.record_execution(request_id=approval_id, agent=request.agent, result=payload.result,
-                                  error=payload.error or "", digest=payload.digest)
+                                  error=payload.error or "", digest=payload.digest, arguments=payload.arguments)
     except (services.NotApproved, services.AlreadyExecuted, services.DigestMismatch) as exc:
         return _conflict(request, exc)
     return Reply(200, answer(_own_request(request.agent, approval_id)))
@@ -262,7 +291,9 @@ def report_execution(request, approval_id: int, payload: ExecutionIn):
              url_name="approvals_decision", summary="Decide a request (reviewers, with their session)")
 def decide_approval(request, approval_id: int, payload: DecisionIn):
     """Reviewers of the request's queue and Admins. 409 with `decided_by` when someone decided first.
-    Agent keys can never decide."""
+    Four eyes (`required_approvals` 2): the first approval leaves the request pending, the second must come
+    from a different reviewer (409 for the same one) and approves exactly the first approver's arguments
+    (409 for an edit, or when `digest` is not theirs); one reject ends it. Agent keys can never decide."""
     user = request.auth
     if not has_role(user, *STAFF_ROLES):
         return Reply(403, {"detail": "Your role does not allow deciding approvals."})
@@ -273,12 +304,12 @@ def decide_approval(request, approval_id: int, payload: DecisionIn):
     try:
         req = services.decide_request(request_id=approval_id, reviewer=user, verdict=payload.decision,
                                       reason=payload.reason, reason_category=payload.reason_category or "",
-                                      arguments=payload.arguments)
+                                      arguments=payload.arguments, digest=payload.digest)
     except services.NotReviewer:
         return Reply(403, {"detail": "Only reviewers of this request's queue (or Admins) may decide it."})
-    except services.AlreadyDecided as exc:
+    except (services.AlreadyDecided, services.SameReviewer, services.ArgumentsChanged,
+            services.EditAfterApproval) as exc:
         return _conflict(request, exc)
     except services.InvalidDecision as exc:
         raise _field_error("reason_category" if "reason_category" in str(exc) else "decision", str(exc)) from exc
-    req = ApprovalRequest.objects.select_related("queue", "matched_rule").get(pk=req.pk)
-    return Reply(200, answer(req))
+    return Reply(200, answer(_answerable().get(pk=req.pk)))

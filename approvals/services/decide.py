@@ -17,6 +17,7 @@ from approvals.models import (
     Status,
     Verdict,
     arguments_digest,
+    canonical_json,
     escalation_steps,
 )
 from console import audit, metrics
@@ -42,6 +43,9 @@ class AlreadyDecided(ApprovalError):
     def default_message(self) -> str:
         req = self.request
         who = req.decider or (req.decided_by.get_username() if req.decided_by_id else "the system")
+        if req.status == Status.APPROVED and req.required_approvals > 1:
+            names = [d.reviewer.get_username() for d in approvals_of(req) if d.reviewer_id]
+            who = " and ".join(names) or who
         return f"Already {req.status} by {who}."
 
     @property
@@ -79,6 +83,54 @@ class DigestMismatch(ApprovalError):
     """The reported digest is not the digest of the approved arguments."""
 
 
+class SameReviewer(ApprovalError):
+    """You already decided this request; a different reviewer must give the other approval."""
+
+    def default_message(self) -> str:
+        return ("You already approved this request. It needs a second approval from a different reviewer; "
+                "you cannot give both.")
+
+
+class ArgumentsChanged(ApprovalError):
+    """The arguments to approve changed since you looked; review them again."""
+
+    def default_message(self) -> str:
+        first = approvals_of(self.request)[:1] if self.request else []
+        who = first[0].reviewer.get_username() if first and first[0].reviewer_id else "the first approver"
+        return (f"The arguments to approve changed since you loaded this request: {who} approved them with "
+                "edits. Review the edited arguments and decide again.")
+
+
+class EditAfterApproval(ApprovalError):
+    """The second approval cannot change the arguments the first approver approved."""
+
+    def default_message(self) -> str:
+        return ("The first approver approved exactly these arguments; the second approval cannot change them. "
+                "Approve them as they are, or reject (the agent may ask again with other arguments).")
+
+
+APPROVING = (Verdict.APPROVE, Verdict.MODIFY)
+
+
+def approvals_of(req: ApprovalRequest) -> list[Decision]:
+    """The approving decisions on ``req``, oldest first (at most ``required_approvals``)."""
+    return list(req.decisions.filter(verdict__in=APPROVING).select_related("reviewer").order_by("created_at", "id"))
+
+
+def proposed_arguments(req: ApprovalRequest, approvals: list[Decision] | None = None):
+    """What the next approver approves: a previous approver's edit when there is one, else the request's.
+
+    Four eyes and edits: the first approver may edit; the second approves (or
+    rejects) exactly the first approver's arguments, so the final digest is
+    the one both approved.
+    """
+    approvals = approvals_of(req) if approvals is None else approvals
+    for decision in reversed(approvals):
+        if decision.verdict == Verdict.MODIFY and decision.arguments is not None:
+            return decision.arguments
+    return req.arguments
+
+
 def may_decide(user, req: ApprovalRequest) -> bool:
     """Admins, and Reviewers who are members of the request's queue."""
     if has_role(user, Role.ADMIN):
@@ -101,11 +153,22 @@ def _load(request_id: int) -> ApprovalRequest:
 
 
 def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "", reason_category: str = "",
-                   arguments: dict | None = None, now: datetime | None = None) -> ApprovalRequest:
-    """Record the single winning decision; raise AlreadyDecided (naming the winner) otherwise.
+                   arguments: dict | None = None, digest: str | None = None,
+                   now: datetime | None = None) -> ApprovalRequest:
+    """Record a reviewer's decision; exactly one final decision ever wins.
 
-    Safe under concurrency: the conditional UPDATE arbitrates. ``modify``
-    approves with ``arguments`` as the final (edited) arguments.
+    Four eyes: a request with ``required_approvals`` 2 stays pending after the
+    first approval (a Decision row, audited, pushed live) and is approved by
+    the second approval from a different reviewer; one reject ends it at once.
+    The first approver may edit (``modify``); the second approves exactly those
+    arguments (an edit then raises EditAfterApproval). ``digest``, when given,
+    must be the digest of the arguments about to be approved (ArgumentsChanged
+    otherwise), so a stale page never approves arguments its reviewer did not see.
+
+    Raises AlreadyDecided (naming the winner), SameReviewer, NotReviewer,
+    InvalidDecision. Safe under concurrency: the request row is locked
+    (``SELECT ... FOR UPDATE``) for the whole decision, and the final state
+    change is still a conditional UPDATE on ``status = pending``.
     """
     now = now or timezone.now()
     if verdict not in Verdict.values:
@@ -117,31 +180,67 @@ def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "",
     req = _load(request_id)
     if not may_decide(reviewer, req):
         raise NotReviewer(req)
-    status = Status.from_verdict(verdict)
-    final = None
-    if status == Status.APPROVED:
-        final = arguments if verdict == Verdict.MODIFY else req.arguments
     with transaction.atomic():
+        # The lock serialises every decision on this request: two approvals at once count to two, never to a
+        # pair of "first" approvals, and a reject racing an approval is either first or told it lost.
+        list(ApprovalRequest.objects.select_for_update().filter(pk=request_id).values_list("pk", flat=True))
+        req = _load(request_id)
+        if req.status != Status.PENDING:
+            raise AlreadyDecided(req)
+        if req.decisions.filter(reviewer=reviewer).exists():
+            raise SameReviewer(req)
+        approvals = approvals_of(req)
+        proposal = proposed_arguments(req, approvals)
+        if verdict in APPROVING:
+            if digest and digest != arguments_digest(req.action, proposal):
+                raise ArgumentsChanged(req)
+            if verdict == Verdict.MODIFY and approvals and canonical_json(arguments) != canonical_json(proposal):
+                raise EditAfterApproval(req)
+        decision = Decision.objects.create(
+            request=req, reviewer=reviewer, verdict=verdict, reason=reason or "", reason_category=reason_category or "",
+            arguments=arguments if verdict == Verdict.MODIFY else None, created_at=now)
+        approved_arguments = arguments if verdict == Verdict.MODIFY else proposal
+        if verdict in APPROVING and len(approvals) + 1 < req.required_approvals:
+            return _record_partial_approval(req, decision, approved_arguments, now=now)
+        status = Status.from_verdict(verdict)
+        final = approved_arguments if status == Status.APPROVED else None
         won = ApprovalRequest.objects.filter(pk=request_id, status=Status.PENDING).update(
             status=status, decided_by=reviewer, decider=reviewer.get_username(), decided_at=now,
             reason=(reason or "")[:500], final_arguments=final,
             final_digest=arguments_digest(req.action, final) if final is not None else "",
             next_escalation_at=None, claimed_by=None, claimed_until=None,
         )
+        if not won:  # unreachable while the row lock holds; kept so the invariant never rests on it alone
+            raise AlreadyDecided(_load(request_id))
         req = _load(request_id)
-        if not won:
-            raise AlreadyDecided(req)
-        Decision.objects.create(request=req, reviewer=reviewer, verdict=verdict, reason=reason or "",
-                                reason_category=reason_category or "",
-                                arguments=arguments if verdict == Verdict.MODIFY else None, created_at=now)
         audit.record(actor=reviewer, action="approval.decided", target=req, at=now,
                      before={"status": Status.PENDING},
                      after={"status": status, "verdict": verdict, "reason_category": reason_category,
-                            "reason": reason, "edited": verdict == Verdict.MODIFY, "digest": req.final_digest})
+                            "reason": reason, "edited": req.final_arguments not in (None, req.arguments),
+                            "digest": req.final_digest, "approvals": len(approvals) + (status == Status.APPROVED),
+                            "required_approvals": req.required_approvals})
         # The decision is feedback on the prompt version that produced the action (no-op without one).
         agent_services.record_feedback(request=req)
         _observe_time_to_decision(req, now)
         _after_change(req)
+    return req
+
+
+def _record_partial_approval(req: ApprovalRequest, decision: Decision, approved_arguments, *,
+                             now: datetime) -> ApprovalRequest:
+    """One approval of several: the request stays pending; the approver's claim (if any) is let go."""
+    ApprovalRequest.objects.filter(pk=req.pk, claimed_by=decision.reviewer).update(claimed_by=None,
+                                                                                    claimed_until=None)
+    req = _load(req.pk)
+    given = len(approvals_of(req))
+    audit.record(actor=decision.reviewer, action="approval.approval_given", target=req, at=now,
+                 after={"status": Status.PENDING, "verdict": decision.verdict,
+                        "reason_category": decision.reason_category, "reason": decision.reason,
+                        "edited": decision.verdict == Verdict.MODIFY,
+                        "digest": arguments_digest(req.action, approved_arguments),
+                        "approvals": given, "required_approvals": req.required_approvals})
+    agent_services.record_feedback(request=req)
+    _after_change(req)
     return req
 
 
@@ -240,10 +339,13 @@ def expire_overdue(*, now: datetime, limit: int = 500) -> int:
 
 
 def record_execution(*, request_id: int, agent, result=None, error: str = "", digest: str | None = None,
-                     now: datetime | None = None) -> ApprovalRequest:
+                     arguments: dict | None = None, now: datetime | None = None) -> ApprovalRequest:
     """Record, once, that the agent ran the approved arguments. A second report raises AlreadyExecuted.
 
-    ``digest``, when given, must be the approved (or edited) arguments' digest.
+    ``digest``, when given, must be the approved (or edited) arguments' digest;
+    ``arguments``, when given, must be exactly the approved ones (DigestMismatch
+    otherwise). Safe under concurrent retries: the conditional UPDATE on
+    ``executed_at IS NULL`` lets exactly one report through.
     """
     now = now or timezone.now()
     req = ApprovalRequest.objects.select_related("agent", "queue").filter(pk=request_id, agent=agent).first()
@@ -253,6 +355,8 @@ def record_execution(*, request_id: int, agent, result=None, error: str = "", di
         raise NotApproved(req, f"The request is {req.status}, not approved; it must not be executed.")
     if digest and digest != req.answer_digest:
         raise DigestMismatch(req)
+    if arguments is not None and arguments_digest(req.action, arguments) != req.answer_digest:
+        raise DigestMismatch(req, "The reported arguments are not the approved ones; nobody approved them.")
     with transaction.atomic():
         won = ApprovalRequest.objects.filter(pk=request_id, status=Status.APPROVED, executed_at__isnull=True).update(
             executed_at=now, execution_result=result, execution_error=(error or "")[:10000])
@@ -260,6 +364,7 @@ def record_execution(*, request_id: int, agent, result=None, error: str = "", di
         if not won:
             raise AlreadyExecuted(req, f"Execution was already reported at {req.executed_at:%Y-%m-%d %H:%M:%S} UTC.")
         audit.record(actor=agent, action="approval.executed", target=req, at=now,
-                     after={"ok": not error, "digest": req.answer_digest})
+                     after={"ok": not error, "digest": req.answer_digest, "reported_digest": digest or None,
+                            "arguments_checked": arguments is not None})
         live.push_request_changed_on_commit(req.pk, req.queue_id)
     return req

@@ -221,16 +221,26 @@ def reapply_matrix(*, queue_id: int, actor, now: datetime) -> int:
     return count
 
 
-def set_sla_policy(*, queue_id: int, risk: str, minutes: int, actor, required_approvals: int = 1) -> SlaPolicy:
-    """Create or change the SLA of a queue and risk; audited. New requests use it."""
+def set_sla_policy(*, queue_id: int, risk: str, minutes: int, actor,
+                   required_approvals: int | None = None) -> SlaPolicy:
+    """Create or change the SLA of a queue and risk; audited. New requests use it.
+
+    ``required_approvals`` None keeps the policy's current value (1 for a new
+    policy), so changing the minutes never silently drops a four-eyes policy.
+    """
     if minutes < 1:
         raise ValidationError("An SLA needs at least 1 minute.")
+    if required_approvals is not None and required_approvals not in (1, 2):
+        raise ValidationError({"required_approvals": "One or two approvals."})
     with transaction.atomic():
         old = SlaPolicy.objects.filter(queue_id=queue_id, risk=risk).first()
+        if required_approvals is None:
+            required_approvals = old.required_approvals if old else 1
         policy, _ = SlaPolicy.objects.update_or_create(
             queue_id=queue_id, risk=risk, defaults={"minutes": minutes, "required_approvals": required_approvals})
         audit.record(actor=actor, action="sla_policy.updated", target=policy,
-                     before={"minutes": old.minutes} if old else None, after={"minutes": minutes, "risk": risk})
+                     before={"minutes": old.minutes, "required_approvals": old.required_approvals} if old else None,
+                     after={"minutes": minutes, "risk": risk, "required_approvals": required_approvals})
     return policy
 
 

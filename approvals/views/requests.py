@@ -6,6 +6,7 @@ signal re-GETs it from ``card`` below, where the permission check lives.
 """
 
 import json
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from django.core.exceptions import PermissionDenied
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services
 from approvals.forms import DecisionForm
-from approvals.models import ApprovalRequest, Queue
+from approvals.models import ApprovalRequest, Decision, Queue, arguments_digest
 from approvals.views import context as ctx_data
 from console.roles import STAFF_ROLES, Role, has_role, role_required
 
@@ -35,11 +36,25 @@ def decidable_queue_ids(user) -> set[int] | None:
 
 
 def mark_decidable(user, requests, queue_ids=...) -> None:
-    """Set ``can_decide`` on each request with one query (not one per card)."""
+    """Set ``can_decide`` and the four-eyes facts on each request with two queries (not two per card).
+
+    ``approvals_list`` (approving decisions, oldest first), ``approvals_given``,
+    ``approved_by_me``: a reviewer who gave the first of two approvals cannot decide again.
+    """
     if queue_ids is ...:
         queue_ids = decidable_queue_ids(user)
+    by_request = defaultdict(list)
+    pks = [req.pk for req in requests]
+    if pks:
+        for decision in (Decision.objects.filter(request_id__in=pks, verdict__in=services.APPROVING)
+                         .select_related("reviewer").order_by("created_at", "id")):
+            by_request[decision.request_id].append(decision)
     for req in requests:
-        req.can_decide = req.is_pending and (queue_ids is None or req.queue_id in queue_ids)
+        req.approvals_list = by_request.get(req.pk, [])
+        req.approvals_given = len(req.approvals_list)
+        req.approved_by_me = any(d.reviewer_id == user.pk for d in req.approvals_list)
+        req.can_decide = (req.is_pending and not req.approved_by_me
+                          and (queue_ids is None or req.queue_id in queue_ids))
 
 
 def card_html(request, req, *, ctx: str, oob: bool = False, conflict: str = "") -> str:
@@ -124,7 +139,7 @@ def card(request, pk):
 def _next_request(user, req):
     """The next request this user may decide, by due time (wrapping to the first)."""
     qs = (ApprovalRequest.objects.decidable_by(user).filter(due_at__isnull=False)
-          .exclude(pk=req.pk).order_by("due_at", "pk"))
+          .exclude(pk=req.pk).exclude(decisions__reviewer=user).order_by("due_at", "pk"))
     if req.due_at is not None:
         later = qs.filter(Q(due_at__gt=req.due_at) | Q(due_at=req.due_at, pk__gt=req.pk)).first()
         if later:
@@ -132,15 +147,30 @@ def _next_request(user, req):
     return qs.first()
 
 
+def _to_approve(req):
+    """(arguments, digest) the next approval approves: after a first approval, exactly that approver's."""
+    arguments = services.proposed_arguments(req, req.approvals_list)
+    return arguments, arguments_digest(req.action, arguments)
+
+
 def _initial_arguments(req) -> str:
-    return json.dumps(req.arguments, indent=2, ensure_ascii=False, sort_keys=True)
+    return json.dumps(_to_approve(req)[0], indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _four_eyes_context(req) -> dict:
+    arguments, digest = _to_approve(req)
+    edited_by_first = req.is_pending and arguments != req.arguments
+    return {"approve_digest": digest,
+            "proposal_text": ctx_data.pretty_json(arguments) if edited_by_first else "",
+            "second_approval": req.is_pending and req.approvals_given > 0}
 
 
 def _detail(request, req, *, form=None, conflict: str = "", status: int = 200):
     mark_decidable(request.user, [req])
     form = form or DecisionForm(initial={"arguments": _initial_arguments(req)})
     context = {"req": req, "ctx": "detail", "form": form, "conflict": conflict,
-               "next_req": _next_request(request.user, req), **ctx_data.detail_context(request.user, req)}
+               "next_req": _next_request(request.user, req), **ctx_data.detail_context(request.user, req),
+               **_four_eyes_context(req)}
     return render(request, "approvals/request_detail.html", context, status=status)
 
 
@@ -154,7 +184,8 @@ def _decision_section(request, req, *, form=None, conflict: str = "", oob: bool 
     mark_decidable(request.user, [req])
     form = form or DecisionForm(initial={"arguments": _initial_arguments(req)})
     return render_to_string("approvals/partials/decision_form.html",
-                            {"req": req, "form": form, "conflict": conflict, "oob": oob}, request=request)
+                            {"req": req, "form": form, "conflict": conflict, "oob": oob,
+                             **_four_eyes_context(req)}, request=request)
 
 
 @require_POST
@@ -167,9 +198,12 @@ def decide(request, pk):
             req = services.decide_request(
                 request_id=req.pk, reviewer=request.user, verdict=form.cleaned_data["verdict"],
                 reason=form.cleaned_data["reason"], reason_category=form.cleaned_data["reason_category"],
-                arguments=form.cleaned_data["edited_arguments"])
-        except services.AlreadyDecided as exc:
-            return _decide_answer(request, exc.request, conflict=str(exc), status=409)
+                arguments=form.cleaned_data["edited_arguments"], digest=_posted_digest(request))
+        except (services.AlreadyDecided, services.SameReviewer, services.ArgumentsChanged,
+                services.EditAfterApproval) as exc:
+            # The section re-renders from the row: who decided, or the arguments as they are now.
+            return _decide_answer(request, services.get_request_for(request.user, pk), conflict=str(exc),
+                                  status=409)
         except services.NotReviewer as exc:
             raise PermissionDenied(str(exc)) from exc
         except services.InvalidDecision as exc:
@@ -181,6 +215,12 @@ def decide(request, pk):
     if request.htmx:
         return HttpResponse(_decision_section(request, req, form=form), status=400)
     return _detail(request, req, form=form, status=400)
+
+
+def _posted_digest(request) -> str | None:
+    """The digest of the arguments the page showed (a sha256 hex); anything else is ignored."""
+    digest = request.POST.get("digest", "").strip().lower()
+    return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
 
 
 def _decide_answer(request, req, *, conflict: str = "", status: int = 200):

@@ -121,12 +121,54 @@ def panel_content(span) -> dict:
     }
 
 
+MAX_APPROVAL_TEXT = 2000
+MAX_APPROVAL_DECISIONS = 10
+
+
+def _short(value, limit: int = MAX_APPROVAL_TEXT) -> str:
+    text = value if isinstance(value, str) else pretty(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
 def approvals_for(trace_id: str, span_id: str) -> list:
+    """The approval requests asked from this span, each with ``decision_rows`` (reviewer, verdict,
+    reason, time) and ``execution`` (the report: result or error, time, whether a digest was checked).
+    Agent- and reviewer-written text comes back as plain, size-limited strings; the template escapes it."""
     try:
         from approvals.models import ApprovalRequest
+        from console.models import AuditEntry
     except ImportError:  # the approvals app is optional for this view
         return []
-    return list(ApprovalRequest.objects.filter(trace_id=trace_id, span_id=span_id).order_by("pk")[:10])
+    requests = list(ApprovalRequest.objects.filter(trace_id=trace_id, span_id=span_id)
+                    .select_related("queue").order_by("pk")[:10])
+    if not requests:
+        return requests
+    reports = {}
+    for entry in (AuditEntry.objects.filter(target_type="approvals.approvalrequest", action="approval.executed",
+                                            target_id__in=[str(r.pk) for r in requests]).order_by("id")):
+        reports.setdefault(entry.target_id, entry.after or {})
+    for req in requests:
+        decisions = list(req.decisions.select_related("reviewer").order_by("created_at", "id")[:MAX_APPROVAL_DECISIONS])
+        req.decision_rows = [{"reviewer": d.reviewer.get_username() if d.reviewer_id else "—",
+                              "verdict": d.get_verdict_display(), "category": d.get_reason_category_display(),
+                              "reason": _short(d.reason, 500), "at": d.created_at,
+                              "arguments": _short(d.arguments) if d.arguments is not None else ""}
+                             for d in decisions]
+        req.approvals_given = sum(1 for d in decisions if d.verdict in ("approve", "modify"))
+        req.execution = None
+        if req.executed_at:
+            report = reports.get(str(req.pk), {})
+            reported = report.get("reported_digest")
+            req.execution = {
+                "at": req.executed_at, "ok": not req.execution_error,
+                "result": _short(req.execution_result) if req.execution_result is not None else "",
+                "error": _short(req.execution_error, 1000),
+                "digest": req.answer_digest,
+                "checked": bool(reported or report.get("arguments_checked")),
+            }
+        req.edited_text = (_short(req.final_arguments) if req.final_arguments is not None
+                           and req.final_arguments != req.arguments else "")
+    return requests
 
 
 def linked_spans(run, span) -> list[dict]:
