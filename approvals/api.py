@@ -21,6 +21,7 @@ from ninja.errors import HttpError
 from pydantic import field_validator
 
 from approvals import services, waiters
+from approvals.services import conflicts
 from approvals.models import ApprovalRequest, Status, canonical_json
 from console.api import AgentKeyAuth, agent_auth, api, session_auth
 from console.roles import STAFF_ROLES, has_role
@@ -99,6 +100,10 @@ class ApprovalOut(Schema):
                                                    "(2: four eyes)")
     approvals_given: int = Field(0, description="approvals given so far; pending until it reaches "
                                                 "required_approvals, and one reject ends it")
+    conflict: dict[str, Any] | None = Field(None, description="set when another pending or running request acts on "
+                                        "the same resource: `with` (its id), `state` (held: a reviewer arbitrates; "
+                                        "waiting: until the other finishes; resolved), `resource`, `rule`, "
+                                        "`arbitration`. A held request stays `pending`")
 
 
 class DecisionIn(Schema):
@@ -168,6 +173,7 @@ def answer(req: ApprovalRequest) -> dict:
         "executed_at": req.executed_at,
         "required_approvals": req.required_approvals,
         "approvals_given": _approvals_given(req),
+        "conflict": conflicts.conflict_info(req),
     }
 
 

@@ -6,7 +6,7 @@ production and by the in-process scheduler in the embedded mode.
 
 from datetime import datetime
 
-from approvals.services import decide, escalate, notify
+from approvals.services import conflicts, decide, escalate, notify
 
 
 def fire_due_escalations(*, now: datetime, limit: int = 500) -> int:
@@ -30,3 +30,8 @@ def sweep(*, now: datetime) -> dict:
 def deliver_pending_notifications(*, now: datetime, limit: int = 100) -> int:
     """Send due in-app, e-mail and webhook deliveries; failures retry with backoff."""
     return notify.deliver_due(now=now, limit=limit)
+
+
+def release_stale_conflicts(*, now: datetime) -> int:
+    """Release requests held by a conflict whose other request finished (or ran past the bound) unnoticed."""
+    return conflicts.release_stale_holds(now=now)

@@ -295,6 +295,7 @@ CONSOLE_JOBS = {
     "traces-redaction-counts": ("traces.jobs.flush_redaction_counts", 30),
     "approvals-sweep": ("approvals.jobs.sweep", 2),
     "approvals-deliver": ("approvals.jobs.deliver_pending_notifications", 2),
+    "approvals-conflicts": ("approvals.jobs.release_stale_conflicts", 5),
     "push-dashboard-tiles": ("console.jobs.push_dashboard_tiles", 3),
     "prompts-canary-guard": ("agents.jobs.guard_canaries", 60),
     "prompts-webhooks": ("agents.jobs.deliver_prompt_webhooks", 10),

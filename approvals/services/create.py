@@ -11,6 +11,7 @@ from approvals.models import (
     DEFAULT_MATRIX_SNAPSHOT,
     ApprovalRequest,
     EscalationMatrix,
+    GuardianRule,
     Outcome,
     Queue,
     SlaPolicy,
@@ -19,6 +20,7 @@ from approvals.models import (
     escalation_steps,
     sla_minutes,
 )
+from approvals.services import conflicts
 from approvals.services import rules as rule_engine
 from console import audit
 
@@ -102,7 +104,13 @@ def create_request(*, agent, new: NewRequest, idempotency_key: str | None = None
     try:
         with transaction.atomic():
             _route(req, agent=agent, now=now)
+            # Issue 5: a busy resource holds (or, first-wins, rejects) the later request. Locks the resource.
+            conflict = conflicts.detect(req, now=now)
+            if conflict is not None:
+                conflicts.mark_new(req, conflict, now=now)
             req.save()
+            if conflict is not None:
+                conflicts.after_create(req, conflict, now=now)
             if req.status == Status.PENDING:
                 audit.record(actor=agent, action="approval.requested", target=req, at=now,
                              after={"action": req.action, "risk": req.risk, "queue": req.queue.name,
@@ -121,20 +129,49 @@ def create_request(*, agent, new: NewRequest, idempotency_key: str | None = None
     return req, True
 
 
-def _route(req: ApprovalRequest, *, agent, now: datetime) -> None:
-    if agent.is_paused:
-        why = f"paused: {agent.paused_reason}" if agent.paused_reason else "paused: the agent is paused"
-        _decide_now(req, status=Status.REJECTED, decider=PAUSED_DECIDER, reason=why, now=now)
-        return
+def routing_outcome(req: ApprovalRequest, *, agent) -> tuple[str, GuardianRule | None]:
+    """(allow/deny/ask, the matching rule or None) for the request as the rules stand now."""
     rule = rule_engine.first_matching_rule(agent_id=agent.pk, action=req.action, risk=req.risk,
                                            arguments=req.arguments)
-    req.matched_rule = rule
     outcome = rule.outcome if rule else rule_engine.unmatched_outcome(req.risk)
     # traces.watchers: an incident's playbook may hold every action of this agent for a human until cleared.
     from traces.watchers.services import agent_requires_human
 
     if outcome == Outcome.ALLOW and agent_requires_human(agent.pk):
         outcome = Outcome.ASK
+    return outcome, rule
+
+
+def queue_for(rule: GuardianRule | None) -> Queue:
+    return rule.queue if rule and rule.queue_id else default_queue()
+
+
+def enqueue(req: ApprovalRequest, *, queue: Queue, rule: GuardianRule | None, now: datetime) -> None:
+    """Make the (unsaved) request pending in ``queue``: due time, approvals needed, escalation from ``now``."""
+    req.status = Status.PENDING
+    req.queue = queue
+    req.due_at = now + timedelta(minutes=sla_minutes(queue.pk, req.risk))
+    sla_required = SlaPolicy.objects.filter(queue=queue, risk=req.risk).values_list(
+        "required_approvals", flat=True).first() or 1
+    req.required_approvals = max(sla_required, rule.required_approvals if rule else 1)
+    req.escalation_snapshot = matrix_snapshot(queue)
+    req.breach_action = req.escalation_snapshot.get("breach_action") or req.breach_action
+    start_escalation(req, at=now)
+
+
+def undo_decision(req: ApprovalRequest) -> None:
+    """Take back an unsaved at-once decision (a conflict holds the request instead)."""
+    req.status, req.decider, req.reason, req.decided_at = Status.PENDING, "", "", None
+    req.final_arguments, req.final_digest = None, ""
+
+
+def _route(req: ApprovalRequest, *, agent, now: datetime) -> None:
+    if agent.is_paused:
+        why = f"paused: {agent.paused_reason}" if agent.paused_reason else "paused: the agent is paused"
+        _decide_now(req, status=Status.REJECTED, decider=PAUSED_DECIDER, reason=why, now=now)
+        return
+    outcome, rule = routing_outcome(req, agent=agent)
+    req.matched_rule = rule
     if outcome == Outcome.DENY:
         _decide_now(req, status=Status.REJECTED, decider=f"rule:{rule.name}",
                     reason=f"denied by rule {rule.name}", now=now)
@@ -146,13 +183,4 @@ def _route(req: ApprovalRequest, *, agent, now: datetime) -> None:
             _decide_now(req, status=Status.APPROVED, decider=DEFAULT_ALLOW_DECIDER,
                         reason=f"no rule matched; {req.risk} risk actions are allowed by default", now=now)
     else:
-        queue = rule.queue if rule and rule.queue_id else default_queue()
-        req.queue = queue
-        req.due_at = now + timedelta(minutes=sla_minutes(queue.pk, req.risk))
-        sla_required = SlaPolicy.objects.filter(queue=queue, risk=req.risk).values_list(
-            "required_approvals", flat=True).first() or 1
-        req.required_approvals = max(sla_required, rule.required_approvals if rule else 1)
-        req.escalation_snapshot = matrix_snapshot(queue)
-        req.breach_action = req.escalation_snapshot.get("breach_action") or req.breach_action
-        start_escalation(req, at=now)
-
+        enqueue(req, queue=queue_for(rule), rule=rule, now=now)

@@ -187,6 +187,9 @@ def decide_request(*, request_id: int, reviewer, verdict: str, reason: str = "",
         req = _load(request_id)
         if req.status != Status.PENDING:
             raise AlreadyDecided(req)
+        from approvals.services.conflicts import refuse_approval_if_held  # issue 5 (conflicts): a held request
+
+        refuse_approval_if_held(req, verdict)  # is not approved (reject is fine); the row lock orders it
         if req.decisions.filter(reviewer=reviewer).exists():
             raise SameReviewer(req)
         approvals = approvals_of(req)
@@ -254,6 +257,9 @@ def _after_change(req: ApprovalRequest) -> None:
     live.push_request_changed_on_commit(req.pk, req.queue_id)
     if req.status != Status.PENDING:
         live.notify_waiters_on_commit(req.pk, req.status)
+        from approvals.services.conflicts import release_after_finish  # issue 5 (conflicts): a finished request
+
+        release_after_finish(req)  # lets the requests it held go (in this transaction; never waits for a lock)
 
 
 def claim_request(*, request_id: int, reviewer, now: datetime | None = None,
@@ -367,4 +373,7 @@ def record_execution(*, request_id: int, agent, result=None, error: str = "", di
                      after={"ok": not error, "digest": req.answer_digest, "reported_digest": digest or None,
                             "arguments_checked": arguments is not None})
         live.push_request_changed_on_commit(req.pk, req.queue_id)
+        from approvals.services.conflicts import release_after_finish  # issue 5 (conflicts): executed, so
+
+        release_after_finish(req, now=now)  # the requests it held may go
     return req

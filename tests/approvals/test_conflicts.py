@@ -1,0 +1,403 @@
+"""Conflicts: two pending or running actions on one resource; the later one waits for arbitration."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from approvals import jobs
+from approvals.models import ApprovalRequest, Arbitration, ConflictState, Status
+from approvals.services import (
+    InvalidDecision,
+    NotReviewer,
+    decide_request,
+    expire_overdue,
+    record_execution,
+)
+from approvals.services import conflicts
+from approvals.services.conflicts import (
+    AlreadyArbitrated,
+    CannotGoFirst,
+    HeldForConflict,
+    arbitrate_conflict,
+    release_stale_holds,
+)
+from console.models import AuditEntry
+from tests import factories
+from tests.approvals.helpers import make_queue, make_request, make_reviewer, make_rule
+
+CUSTOMER = "crm:customer:42"
+
+
+@pytest.fixture
+def crm(db):
+    queue = make_queue("crm")
+    make_rule(name="crm-ask", action_pattern="crm.*", queue=queue, order=10)
+    return queue
+
+
+@pytest.fixture
+def rita(crm):
+    return make_reviewer(crm, "rita")
+
+
+@pytest.fixture
+def bots(db):
+    return factories.make_agent("support-bot"), factories.make_agent("data-ops")
+
+
+def ask(agent, action="crm.update", risk="high", resource=CUSTOMER, **fields):
+    return make_request(agent=agent, action=action, risk=risk, resource=resource,
+                        arguments=fields.pop("arguments", {"customer_id": 42, "by": agent.name}), **fields)
+
+
+def fresh(req) -> ApprovalRequest:
+    return ApprovalRequest.objects.get(pk=req.pk)
+
+
+def audited(action: str, req) -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(action=action, target_id=str(req.pk)))
+
+
+# --- detection ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_second_pending_request_on_the_same_resource_is_held_for_a_human(crm, bots):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    assert first.conflict_state == "" and first.conflict_with is None
+    later = fresh(later)
+    assert later.status == Status.PENDING
+    assert (later.conflict_with_id, later.conflict_state, later.conflict_rule) == (first.pk, "held", "ask_human")
+    assert later.queue == crm
+    entry = audited("approval.conflict_detected", later)[0]
+    assert entry.after["with"] == first.pk and entry.after["outcome"] == "hold"
+
+
+@pytest.mark.django_db
+def test_an_approved_but_unexecuted_request_still_holds_its_resource(crm, bots, rita):
+    first = ask(bots[0])
+    decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="ok")
+    later = fresh(ask(bots[1]))
+    assert later.conflict_with_id == first.pk and later.conflict_state == "held"
+
+
+@pytest.mark.django_db
+def test_an_executed_or_long_approved_request_holds_nothing(crm, bots, rita):
+    executed = ask(bots[0])
+    decide_request(request_id=executed.pk, reviewer=rita, verdict="approve", reason="ok")
+    record_execution(request_id=executed.pk, agent=bots[0], result={"ok": True})
+    assert fresh(ask(bots[1])).conflict_state == ""
+
+    stale = ask(bots[0], resource="crm:customer:7")
+    decide_request(request_id=stale.pk, reviewer=rita, verdict="approve", reason="ok")
+    bound = conflicts.running_seconds()
+    later = ask(bots[1], resource="crm:customer:7", now=timezone.now() + timedelta(seconds=bound + 1))
+    assert fresh(later).conflict_state == ""
+
+
+@pytest.mark.django_db
+def test_different_or_empty_resources_never_conflict(crm, bots):
+    ask(bots[0], resource="crm:customer:1")
+    other = ask(bots[1], resource="crm:customer:2")
+    ask(bots[0], resource="")
+    blank = ask(bots[1], resource="")
+    assert fresh(other).conflict_state == "" and fresh(blank).conflict_state == ""
+
+
+@pytest.mark.django_db
+def test_an_action_a_rule_would_allow_at_once_is_held_instead_of_run(crm, bots):
+    make_rule(name="allow-notes", action_pattern="crm.note", outcome="allow", order=1)
+    first = ask(bots[0])
+    later = fresh(ask(bots[1], action="crm.note", risk="low"))
+    assert later.status == Status.PENDING and later.conflict_state == "held"
+    assert later.decider == "" and later.final_arguments is None and later.queue is not None
+
+
+@pytest.mark.django_db
+def test_a_request_denied_at_once_never_conflicts(crm, bots):
+    make_rule(name="deny-wipe", action_pattern="crm.wipe", outcome="deny", order=1)
+    ask(bots[0])
+    denied = fresh(ask(bots[1], action="crm.wipe"))
+    assert denied.status == Status.REJECTED and denied.conflict_state == ""
+
+
+# --- arbitration rules ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_first_wins_rejects_the_later_one_naming_the_first(crm, bots):
+    crm.conflict_rule = "first_wins"
+    crm.save()
+    first = ask(bots[0])
+    later = fresh(ask(bots[1]))
+    assert later.status == Status.REJECTED
+    assert later.reason == f"conflict: #{first.pk} holds {CUSTOMER}"
+    assert later.decider == "system:conflict" and later.arbitration == Arbitration.FIRST_WINS
+    assert fresh(first).status == Status.PENDING
+
+
+@pytest.mark.django_db
+def test_higher_risk_waits_for_the_lower_risk_one(crm, bots):
+    crm.conflict_rule = "higher_risk_waits"
+    crm.save()
+    first = ask(bots[0], risk="high")
+    later = fresh(ask(bots[1], risk="critical"))
+    assert (later.conflict_state, later.arbitration) == ("waiting", "higher_risk_waits")
+    assert fresh(first).conflict_state == ""
+
+
+@pytest.mark.django_db
+def test_a_lower_risk_newcomer_goes_first_and_the_pending_holder_waits(crm, bots, rita):
+    crm.conflict_rule = "higher_risk_waits"
+    crm.save()
+    first = ask(bots[0], risk="critical")
+    later = fresh(ask(bots[1], risk="medium"))
+    first = fresh(first)
+    assert (later.conflict_state, later.arbitration) == ("resolved", "lower_risk_first")
+    assert (first.conflict_state, first.conflict_with_id, first.arbitration) == ("waiting", later.pk, "yielded")
+    with pytest.raises(HeldForConflict):
+        decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="go")
+    assert fresh(first).status == Status.PENDING
+    decide_request(request_id=later.pk, reviewer=rita, verdict="reject", reason="not now",
+                   reason_category="other")
+    first = fresh(first)
+    assert first.status == Status.PENDING and first.conflict_state == "resolved" and not first.is_held
+    assert decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="go").status == "approved"
+
+
+@pytest.mark.django_db
+def test_a_running_holder_never_waits_even_for_a_lower_risk_newcomer(crm, bots, rita):
+    crm.conflict_rule = "higher_risk_waits"
+    crm.save()
+    first = ask(bots[0], risk="critical")
+    decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="ok")
+    later = fresh(ask(bots[1], risk="low"))
+    assert later.conflict_state == "waiting" and fresh(first).conflict_state == ""
+
+
+# --- release when the first finishes -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_held_request_is_released_when_the_first_is_rejected(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    with pytest.raises(HeldForConflict):
+        decide_request(request_id=later.pk, reviewer=rita, verdict="approve", reason="go")
+    decide_request(request_id=first.pk, reviewer=rita, verdict="reject", reason="no", reason_category="other")
+    later = fresh(later)
+    assert (later.status, later.conflict_state, later.arbitration) == ("pending", "resolved", "released")
+    assert audited("approval.conflict_released", later)
+    assert decide_request(request_id=later.pk, reviewer=rita, verdict="approve", reason="go").status == "approved"
+
+
+@pytest.mark.django_db
+def test_a_held_request_is_released_when_the_first_reports_its_execution(crm, bots, rita):
+    make_rule(name="allow-notes", action_pattern="crm.note", outcome="allow", order=1)
+    first = ask(bots[0])
+    decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="ok")
+    later = ask(bots[1], action="crm.note", risk="low")
+    assert fresh(later).is_held
+    record_execution(request_id=first.pk, agent=bots[0], result={"ok": True})
+    later = fresh(later)
+    # Released into routing: the allow rule decides it now.
+    assert later.status == Status.APPROVED and later.decider == "rule:allow-notes"
+    assert later.final_arguments == later.arguments
+
+
+@pytest.mark.django_db
+def test_a_held_request_is_released_when_the_first_expires(crm, bots):
+    now = timezone.now()
+    first = ask(bots[0], timeout_s=60, now=now)
+    later = ask(bots[1], now=now)
+    assert expire_overdue(now=now + timedelta(seconds=61)) == 1
+    assert fresh(first).status == Status.EXPIRED
+    assert fresh(later).conflict_state == "resolved"
+
+
+@pytest.mark.django_db
+def test_the_second_held_request_waits_on_the_first_released_one(crm, bots, rita):
+    first = ask(bots[0])
+    second = ask(bots[1])
+    third = ask(factories.make_agent("deploy-bot"))
+    assert fresh(third).conflict_with_id == first.pk
+    decide_request(request_id=first.pk, reviewer=rita, verdict="reject", reason="no", reason_category="other")
+    assert fresh(second).conflict_state == "resolved"
+    third = fresh(third)
+    assert third.is_held and third.conflict_with_id == second.pk
+    assert audited("approval.conflict_repointed", third)
+
+
+@pytest.mark.django_db
+def test_the_sweep_releases_a_request_held_by_one_that_ran_past_the_bound(crm, bots, rita):
+    first = ask(bots[0])
+    decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="ok")
+    later = ask(bots[1])
+    now = timezone.now()
+    assert release_stale_holds(now=now) == 0 and fresh(later).is_held
+    later_now = now + timedelta(seconds=conflicts.running_seconds() + 5)
+    assert jobs.release_stale_conflicts(now=later_now) == 1
+    assert fresh(later).conflict_state == "resolved"
+    assert jobs.release_stale_conflicts(now=later_now) == 0  # idempotent
+
+
+# --- a reviewer arbitrates ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_reviewer_lets_the_held_one_go_first_and_the_other_waits(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    done = arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="this_first", reason="urgent fix")
+    assert (done.conflict_state, done.arbitration, done.arbitrated_by) == ("resolved", "this_first", rita)
+    assert done.status == Status.PENDING and not done.is_held
+    first = fresh(first)
+    assert (first.conflict_state, first.conflict_with_id) == ("waiting", later.pk)
+    entry = audited("approval.conflict_arbitrated", later)[0]
+    assert entry.actor == "user:rita" and entry.after["choice"] == "this_first"
+    assert entry.after["reason"] == "urgent fix"
+    assert audited("approval.conflict_yielded", first)
+    decide_request(request_id=later.pk, reviewer=rita, verdict="approve", reason="go")
+    record_execution(request_id=later.pk, agent=bots[1], result={"ok": True})
+    assert fresh(first).conflict_state == "resolved"
+
+
+@pytest.mark.django_db
+def test_a_reviewer_lets_the_other_go_first(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    done = arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="other_first", reason="it was first")
+    assert (done.conflict_state, done.arbitration) == ("waiting", "other_first")
+    decide_request(request_id=first.pk, reviewer=rita, verdict="reject", reason="no", reason_category="other")
+    assert fresh(later).conflict_state == "resolved" and fresh(later).arbitration == "other_first"
+
+
+@pytest.mark.django_db
+def test_a_reviewer_rejects_the_held_one_with_a_reason_naming_the_other(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    done = arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="reject", reason="duplicate edit")
+    assert done.status == Status.REJECTED and done.decider == "rita"
+    assert done.reason == f"conflict: #{first.pk} holds {CUSTOMER} — duplicate edit"
+    assert fresh(first).status == Status.PENDING and fresh(first).conflict_state == ""
+
+
+@pytest.mark.django_db
+def test_a_second_arbitration_is_told_who_was_first(crm, bots, rita):
+    ask(bots[0])
+    later = ask(bots[1])
+    rob = make_reviewer(crm, "rob")
+    arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="other_first", reason="wait")
+    with pytest.raises(AlreadyArbitrated) as info:
+        arbitrate_conflict(request_id=later.pk, reviewer=rob, choice="reject", reason="no")
+    assert "rita" in str(info.value)
+    assert fresh(later).status == Status.PENDING
+
+
+@pytest.mark.django_db
+def test_the_held_one_cannot_go_first_past_a_running_action(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    decide_request(request_id=first.pk, reviewer=rita, verdict="approve", reason="ok")
+    with pytest.raises(CannotGoFirst):
+        arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="this_first", reason="mine")
+    assert fresh(later).conflict_state == ConflictState.HELD
+
+
+@pytest.mark.django_db
+def test_arbitration_needs_a_choice_and_a_reason(crm, bots, rita):
+    ask(bots[0])
+    later = ask(bots[1])
+    with pytest.raises(InvalidDecision, match="reason"):
+        arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="reject", reason="  ")
+    with pytest.raises(InvalidDecision, match="choice"):
+        arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="coin_flip", reason="x")
+
+
+@pytest.mark.django_db
+def test_an_operator_or_a_reviewer_of_another_queue_may_not_arbitrate(crm, bots, operator, reviewer):
+    ask(bots[0])
+    later = ask(bots[1])
+    for user in (operator, reviewer):
+        with pytest.raises(NotReviewer):
+            arbitrate_conflict(request_id=later.pk, reviewer=user, choice="reject", reason="no")
+    assert fresh(later).conflict_state == "held"
+
+
+# --- PostgreSQL races ---------------------------------------------------------------------------------
+
+
+def _race(workers: int, work) -> list:
+    barrier = threading.Barrier(workers)
+    results, lock = [], threading.Lock()
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            outcome = work(i)
+        except Exception as exc:  # noqa: BLE001 - the losers' errors are part of the result
+            outcome = exc
+        finally:
+            connection.close()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_agents_asking_at_once_on_one_resource_leave_exactly_one_free(crm):
+    agents = [factories.make_agent(f"racer-{i}") for i in range(6)]
+    results = _race(6, lambda i: ask(agents[i]).pk)
+    assert all(isinstance(r, int) for r in results), results
+    rows = list(ApprovalRequest.objects.filter(resource=CUSTOMER))
+    free = [r for r in rows if not r.conflict_state]
+    held = [r for r in rows if r.conflict_state == "held"]
+    assert len(rows) == 6 and len(free) == 1 and len(held) == 5
+    assert {r.conflict_with_id for r in held} == {free[0].pk}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_reviewers_arbitrating_at_once_resolve_the_conflict_exactly_once(crm, bots):
+    ask(bots[0])
+    later = ask(bots[1])
+    reviewers = [make_reviewer(crm, f"arb-{i}") for i in range(5)]
+    choices = ["this_first", "other_first", "reject", "other_first", "reject"]
+    results = _race(5, lambda i: arbitrate_conflict(request_id=later.pk, reviewer=reviewers[i],
+                                                     choice=choices[i], reason=f"r{i}").arbitration)
+    winners = [r for r in results if isinstance(r, str)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, AlreadyArbitrated) for r in results if not isinstance(r, str)), results
+    assert AuditEntry.objects.filter(action="approval.conflict_arbitrated", target_id=str(later.pk)).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_request_held_while_the_first_is_rejected_at_once_is_released(crm, bots):
+    rita = make_reviewer(crm, "rita")
+    first = ask(bots[0])
+    agents = [factories.make_agent(f"late-{i}") for i in range(3)]
+
+    def work(i):
+        if i == 0:
+            return decide_request(request_id=first.pk, reviewer=rita, verdict="reject", reason="no",
+                                  reason_category="other").status
+        return ask(agents[i]).pk
+
+    results = _race(3, work)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    release_stale_holds(now=timezone.now())  # a release the decision could not lock is the sweep's
+    rows = list(ApprovalRequest.objects.filter(resource=CUSTOMER).exclude(pk=first.pk))
+    assert len([r for r in rows if not r.is_held]) == 1
+    assert all(r.conflict_with_id != first.pk for r in rows if r.is_held)
