@@ -12,6 +12,7 @@ from agents.models import Agent
 from approvals.models import (
     CONDITION_OPS,
     BreachAction,
+    ConflictRule,
     Outcome,
     Queue,
     ReasonCategory,
@@ -138,6 +139,11 @@ class QueueSettingsForm(forms.Form):
     sla_high = forms.IntegerField(min_value=1, label="SLA high (minutes)")
     sla_medium = forms.IntegerField(min_value=1, label="SLA medium (minutes)")
     sla_low = forms.IntegerField(min_value=1, label="SLA low (minutes)")
+    conflict_rule = forms.ChoiceField(
+        choices=ConflictRule.choices, initial=ConflictRule.ASK_HUMAN, required=False, label="When two actions hit one resource",
+        help_text="A request whose resource already has a pending or running action: ask a human (held until a "
+                  "reviewer arbitrates), first wins (rejected at once, naming the first), or higher risk waits "
+                  "(the lower-risk one goes first)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -206,3 +212,14 @@ def _looks_like_json(text: str) -> bool:
 
 def condition_indexes(data) -> list[int]:
     return sorted({int(m.group(1)) for key in data if (m := COND_KEY.match(key))})
+
+
+# --- conflicts -----------------------------------------------------------------------------------
+
+
+class ArbitrationForm(forms.Form):
+    choice = forms.ChoiceField(choices=[("this_first", "Let this one go first"),
+                                        ("other_first", "Let the other go first"),
+                                        ("reject", "Reject this one")], label="Arbitration")
+    reason = forms.CharField(max_length=500, label="Reason", widget=forms.Textarea(attrs={"rows": 2}),
+                             error_messages={"required": "Say why: the reason is kept in the audit log."})

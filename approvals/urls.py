@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals.views import overview, policies, requests
+from approvals.views import conflicts, overview, policies, requests
 
 app_name = "approvals"
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("approvals/<int:pk>/claim/", requests.claim, name="claim"),
     path("approvals/<int:pk>/release/", requests.release, name="release"),
     path("approvals/<int:pk>/decide/", requests.decide, name="decide"),
+    path("approvals/<int:pk>/conflict/", conflicts.panel, name="conflict"),
+    path("approvals/<int:pk>/arbitrate/", conflicts.arbitrate, name="arbitrate"),
     path("queues/", policies.queue_list, name="queues"),
     path("queues/<int:pk>/", policies.queue_edit, name="queue_edit"),
     path("queues/<int:pk>/matrix/", policies.matrix_edit, name="matrix"),

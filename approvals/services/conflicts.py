@@ -157,6 +157,28 @@ def lock_resource(resource: str, *, wait: bool = True) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def key_share(pk: int, *, wait: bool = True) -> bool:
+    """Take ``FOR KEY SHARE`` on a request row another row will point at (``conflict_with``).
+
+    Django's foreign keys are checked at commit; taken then, after the audit
+    log's lock, that check could wait for a decision that holds the row and
+    waits for the audit lock. Taken here, first, it cannot. False if the row is
+    locked and ``wait`` is off (or gone).
+    """
+    if connection.vendor != "postgresql":
+        return True
+    table = ApprovalRequest._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT id FROM "{table}" WHERE id = %s FOR KEY SHARE{"" if wait else " SKIP LOCKED"}', [pk])
+        return cursor.fetchone() is not None
+
+
+def _lock_row(pk: int, *, wait: bool) -> bool:
+    """``FOR UPDATE`` on a request this transaction will change; False if it is busy and ``wait`` is off."""
+    return bool(list(ApprovalRequest.objects.select_for_update(skip_locked=not wait).filter(pk=pk)
+                     .values_list("pk", flat=True)))
+
+
 def _rule_of_queue(queue: Queue | None) -> str:
     return queue.conflict_rule if queue is not None and queue.conflict_rule else ConflictRule.ASK_HUMAN
 
@@ -174,7 +196,7 @@ def detect(req: ApprovalRequest, *, now: datetime) -> Conflict | None:
     if not req.resource or req.status == Status.REJECTED:
         return None
     lock_resource(req.resource)
-    holder = holder_of(req.resource, now=now)
+    holder = _stable_holder(req.resource, now=now)
     if holder is None:
         return None
     queue = req.queue
@@ -190,6 +212,20 @@ def detect(req: ApprovalRequest, *, now: datetime) -> Conflict | None:
     if RISK_RANK[req.risk] < RISK_RANK[holder.risk] and _make_wait(holder, rule=rule):
         return Conflict(holder, rule, FIRST)
     return Conflict(holder, rule, WAIT)
+
+
+def _stable_holder(resource: str, *, now: datetime) -> ApprovalRequest | None:
+    """The holder, with its row key-share locked: a decision in flight on it finishes first, then we look again."""
+    holder = holder_of(resource, now=now)
+    for _attempt in range(5):
+        if holder is None:
+            return None
+        key_share(holder.pk)
+        again = holder_of(resource, now=now)
+        if again is not None and again.pk == holder.pk:
+            return again
+        holder = again
+    return holder
 
 
 def _make_wait(other: ApprovalRequest, *, rule: str, arbitration: str = Arbitration.YIELDED,
@@ -266,14 +302,22 @@ def release_after_finish(req: ApprovalRequest, *, now: datetime | None = None) -
         return 0  # approved and not yet executed: still running
     if not lock_resource(req.resource, wait=False):
         return 0  # busy: the sweep's release_stale_holds releases them in a moment
-    return sum(_release_or_repoint(w, now=now) for w in list(waiting_on(req)))
+    # The caller holds row and audit locks already: never wait for another row (the sweep does what is skipped).
+    return sum(_release_or_repoint(w, now=now, wait=False) for w in list(waiting_on(req)))
 
 
-def _release_or_repoint(req: ApprovalRequest, *, now: datetime) -> int:
-    """Wait on the resource's new holder if there is one; else release ``req`` into routing. 1 if released."""
+def _release_or_repoint(req: ApprovalRequest, *, now: datetime, wait: bool = True) -> int:
+    """Wait on the resource's new holder if there is one; else release ``req`` into routing. 1 if released.
+
+    Row locks come first (before any audit entry); with ``wait`` off a busy row is skipped.
+    """
+    if not _lock_row(req.pk, wait=wait):
+        return 0
     holder = holder_of(req.resource, now=now, exclude_pk=req.pk)
     if holder is not None and not holder.is_held:
         if holder.pk != req.conflict_with_id:
+            if not key_share(holder.pk, wait=wait):
+                return 0
             ApprovalRequest.objects.filter(pk=req.pk).update(conflict_with=holder)
             audit.record(actor=CONFLICT_DECIDER, action="approval.conflict_repointed", target=req, at=now,
                          before={"with": req.conflict_with_id}, after={"with": holder.pk})
@@ -406,7 +450,7 @@ def arbitrate_conflict(*, request_id: int, reviewer, choice: str, reason: str,
         elif choice == "this_first":
             _reenter_routing(req.pk, now=now)
         elif other is None or not is_active(other, now=now):
-            _release_or_repoint(req, now=now)  # the other finished meanwhile: nothing to wait for
+            _release_or_repoint(req, now=now, wait=False)  # the other finished meanwhile: nothing to wait for
     return ApprovalRequest.objects.select_related("queue", "arbitrated_by", "conflict_with").get(pk=request_id)
 
 

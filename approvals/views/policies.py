@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from approvals import services
+from approvals.services import conflicts
 from approvals.forms import (
     ConditionForm,
     LevelForm,
@@ -80,7 +81,7 @@ def queue_edit(request, pk):
     queue = get_object_or_404(Queue, pk=pk)
     sla = _sla_minutes(queue)
     initial = {"description": queue.description, "members": list(queue.members.values_list("pk", flat=True)),
-               **{f"sla_{risk}": minutes for risk, minutes in sla.items()}}
+               "conflict_rule": queue.conflict_rule, **{f"sla_{risk}": minutes for risk, minutes in sla.items()}}
     form = QueueSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -97,6 +98,8 @@ def queue_edit(request, pk):
                 if minutes != sla[risk] or (risk not in explicit and minutes != DEFAULT_SLA_MINUTES[Risk(risk)]):
                     services.set_sla_policy(queue_id=queue.pk, risk=risk, minutes=minutes, actor=request.user,
                                             required_approvals=required.get(risk, 1))
+            if data["conflict_rule"] and data["conflict_rule"] != queue.conflict_rule:  # empty: unchanged
+                conflicts.set_conflict_rule(queue_id=queue.pk, rule=data["conflict_rule"], actor=request.user)
         except ValidationError as exc:
             form.add_error(None, _messages_of(exc))
         else:

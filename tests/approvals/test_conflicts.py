@@ -396,8 +396,175 @@ def test_a_request_held_while_the_first_is_rejected_at_once_is_released(crm, bot
         return ask(agents[i]).pk
 
     results = _race(3, work)
-    assert not [r for r in results if isinstance(r, Exception)], results
+    assert not [r for r in results if isinstance(r, Exception)], [str(r) for r in results]
     release_stale_holds(now=timezone.now())  # a release the decision could not lock is the sweep's
     rows = list(ApprovalRequest.objects.filter(resource=CUSTOMER).exclude(pk=first.pk))
     assert len([r for r in rows if not r.is_held]) == 1
     assert all(r.conflict_with_id != first.pk for r in rows if r.is_held)
+
+
+# --- the agent's API ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_api_answers_a_held_request_as_pending_with_the_conflict(client, crm, bots):
+    _key, plain = factories.make_key(bots[1])
+    first = ask(bots[0])
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {plain}"}
+    created = client.post("/api/v1/approvals", {"action": "crm.update", "risk": "high", "resource": CUSTOMER,
+                                                "arguments": {"customer_id": 42}},
+                          content_type="application/json", **headers)
+    assert created.status_code == 201
+    body = created.json()
+    assert body["status"] == "pending"
+    assert body["conflict"] == {"with": first.pk, "state": "held", "resource": CUSTOMER, "rule": "ask_human",
+                                "arbitration": None}
+    shown = client.get(f"/api/v1/approvals/{body['id']}", **headers).json()
+    assert shown["status"] == "pending" and shown["conflict"]["state"] == "held"
+    # A request without a conflict says so, and keeps every other field.
+    other = client.post("/api/v1/approvals", {"action": "crm.update", "risk": "high", "resource": "crm:customer:9"},
+                        content_type="application/json", **headers).json()
+    assert other["conflict"] is None and {"id", "status", "due_at", "queue", "url", "digest"} <= set(other)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+async def test_a_long_poll_on_a_held_request_wakes_when_a_reviewer_rejects_it(crm, bots):
+    import os
+    import time
+
+    import redis
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from approvals import waiters
+
+    _key, plain = await sync_to_async(factories.make_key)(bots[1])
+    rita = await sync_to_async(make_reviewer)(crm, "rita")
+    await sync_to_async(ask)(bots[0])
+    later = await sync_to_async(ask)(bots[1])
+
+    def arbitrate_once_someone_waits():
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        try:
+            for _ in range(400):
+                if client.zcard(f"asgi:group:approval-{later.pk}"):
+                    break
+                time.sleep(0.025)
+            arbitrate_conflict(request_id=later.pk, reviewer=rita, choice="reject", reason="duplicate")
+        finally:
+            client.close()
+            connection.close()
+
+    thread = threading.Thread(target=arbitrate_once_someone_waits)
+    thread.start()
+    try:
+        response = await AsyncClient().get(f"/api/v1/approvals/{later.pk}?wait=30",
+                                           headers={"Authorization": f"Bearer {plain}"})
+    finally:
+        thread.join(timeout=30)
+        await waiters.stop()
+        await sync_to_async(lambda: connection.close())()
+    data = response.json()
+    assert data["status"] == "rejected" and data["decided_by"] == "rita"
+    assert data["conflict"]["state"] == "resolved" and data["conflict"]["arbitration"] == "rejected"
+
+
+# --- the reviewer's pages ---------------------------------------------------------------------------
+
+
+def _login(user):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+@pytest.mark.django_db
+def test_the_decision_page_shows_both_requests_side_by_side(crm, bots, rita):
+    first = ask(bots[0], arguments={"customer_id": 42, "email": "<b>new@example.test</b>"}, trace_id="ab" * 16)
+    later = ask(bots[1], action="crm.merge", risk="critical", arguments={"customer_id": 42, "into": 43})
+    html = _login(rita).get(f"/approvals/{later.pk}/").content.decode()
+    assert 'data-testid="conflict-panel"' in html and 'data-conflict-state="held"' in html
+    assert "crm.merge" in html and "crm.update" in html
+    assert "&quot;into&quot;: 43" in html and "&lt;b&gt;new@example.test&lt;/b&gt;" in html  # escaped JSON
+    assert f"/runs/{'ab' * 16}/" in html and "support-bot" in html and "data-ops" in html
+    for label in ("Let this one go first", "Let the other go first", "Reject this one"):
+        assert label in html
+    # The first request's page lists what waits for it, without arbitration buttons.
+    first_html = _login(rita).get(f"/approvals/{first.pk}/").content.decode()
+    assert 'data-testid="conflict-waiters"' in first_html and "Reject this one" not in first_html
+
+
+@pytest.mark.django_db
+def test_my_queue_marks_held_requests(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    html = _login(rita).get("/approvals/").content.decode()
+    assert html.count('data-testid="conflict-mark"') == 1
+    assert f"conflict with <a href=\"/approvals/{first.pk}/\">#{first.pk}</a>" in html
+    assert later.pk != first.pk
+
+
+@pytest.mark.django_db
+def test_a_reviewer_arbitrates_over_http_and_the_panel_shows_the_result(crm, bots, rita):
+    ask(bots[0])
+    later = ask(bots[1])
+    c = _login(rita)
+    response = c.post(f"/approvals/{later.pk}/arbitrate/", {"choice": "other_first", "reason": "first come"},
+                      HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-conflict-state="waiting"' in html and "first come" in html and "rita" in html
+    again = c.post(f"/approvals/{later.pk}/arbitrate/", {"choice": "reject", "reason": "x"}, HTTP_HX_REQUEST="true")
+    assert again.status_code == 409 and "Already arbitrated by rita" in again.content.decode()
+
+
+@pytest.mark.django_db
+def test_arbitration_without_a_reason_names_the_field(crm, bots, rita):
+    ask(bots[0])
+    later = ask(bots[1])
+    response = _login(rita).post(f"/approvals/{later.pk}/arbitrate/", {"choice": "reject", "reason": ""},
+                                 HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert 'data-field-error="reason"' in response.content.decode()
+    assert fresh(later).conflict_state == "held"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who, status", [("anonymous", 302), ("none", 403), ("operator", 403),
+                                         ("outsider", 404), ("member", 302), ("admin", 302)])
+def test_who_may_arbitrate_over_http(crm, bots, clients_by_role, who, status):
+    ask(bots[0])
+    later = ask(bots[1])
+    if who == "outsider":
+        c = _login(factories.make_user("Reviewer", username="olga"))
+    elif who == "member":
+        c = _login(make_reviewer(crm, "mia"))
+    else:
+        c = clients_by_role[who]
+    response = c.post(f"/approvals/{later.pk}/arbitrate/", {"choice": "reject", "reason": "no"})
+    assert response.status_code == status
+    rejected = fresh(later).status == Status.REJECTED
+    assert rejected == (who in ("member", "admin"))
+    if rejected:
+        assert response["Location"] == f"/approvals/{later.pk}/"
+
+
+@pytest.mark.django_db
+def test_the_admin_sets_a_queues_conflict_rule_audited(admin_client_, crm, reviewer):
+    response = admin_client_.post(f"/queues/{crm.pk}/", {
+        "description": "", "sla_critical": "10", "sla_high": "30", "sla_medium": "240", "sla_low": "1440",
+        "conflict_rule": "first_wins"})
+    assert response.status_code == 302
+    crm.refresh_from_db()
+    assert crm.conflict_rule == "first_wins"
+    entry = AuditEntry.objects.get(action="queue.conflict_rule_changed")
+    assert entry.before == {"conflict_rule": "ask_human"} and entry.after == {"conflict_rule": "first_wins"}
+    bad = admin_client_.post(f"/queues/{crm.pk}/", {
+        "sla_critical": "10", "sla_high": "30", "sla_medium": "240", "sla_low": "1440", "conflict_rule": "coin"})
+    assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
+    assert _login(reviewer).get(f"/queues/{crm.pk}/").status_code == 403
+    assert "first wins" in admin_client_.get("/policies/").content.decode()
