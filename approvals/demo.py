@@ -17,11 +17,12 @@ QUEUES = {
 }
 
 RULES = [
-    # name, agent, action pattern, risks, conditions, outcome, queue
+    # name, agent, action pattern, risks, conditions, outcome, queue[, approvals required]
     ("deny-drop-table", "data-ops", "run_migration", None,
      [{"field": "sql", "op": "matches", "value": r"(?i)\bdrop\s+(table|database)\b"}], "deny", None),
+    # Four eyes: a critical change in production needs two different reviewers (demo: reviewer and admin).
     ("prod-migrations", "data-ops", "run_migration", ["critical", "high"],
-     [{"field": "environment", "op": "==", "value": "prod"}], "ask", "data"),
+     [{"field": "environment", "op": "==", "value": "prod"}], "ask", "data", 2),
     ("big-refunds", "support-bot", "refund", None,
      [{"field": "amount", "op": ">", "value": 500}], "ask", "payments"),
     ("refunds", "support-bot", "refund", None, [], "ask", "payments"),
@@ -50,11 +51,13 @@ def seed(stdout) -> None:
                 levels.append({"after_minutes": 5, "user_ids": [admin.pk], "repeat_count": 2,
                                "repeat_interval_minutes": 5, "email": True})
             escalate.update_matrix(queue_id=queue.pk, breach_action=breach_action, levels=levels, actor=ACTOR)
-    for order, (name, agent_name, pattern, risks, conditions, outcome, queue_name) in enumerate(RULES, start=1):
+    for order, (name, agent_name, pattern, risks, conditions, outcome, queue_name, *required) in enumerate(
+            RULES, start=1):
         if GuardianRule.objects.filter(name=name).exists():
             continue
         rule = GuardianRule(name=name, order=order * 10, agent=Agent.objects.filter(name=agent_name).first(),
                             action_pattern=pattern, risks=risks, conditions=conditions, outcome=outcome,
-                            queue=Queue.objects.get(name=queue_name) if queue_name else None)
+                            queue=Queue.objects.get(name=queue_name) if queue_name else None,
+                            required_approvals=required[0] if required else 1)
         rules.save_rule(rule=rule, actor=ACTOR)
     stdout.write(f"Approval queues: {', '.join(QUEUES)}; guardian rules: {', '.join(r[0] for r in RULES)}")

@@ -14,7 +14,16 @@ import uuid
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from agents.client import PROMPT_NAME_ATTR, PROMPT_VERSION_ATTR, Console, ConsoleError, Decision, Prompt, use_prompt
+from agents.client import (
+    PROMPT_NAME_ATTR,
+    PROMPT_VERSION_ATTR,
+    Console,
+    ConsoleError,
+    Decision,
+    Guard,
+    Prompt,
+    use_prompt,
+)
 from agents.fleet import texts
 
 log = logging.getLogger("agents.fleet")
@@ -25,6 +34,9 @@ PRICE_HINT = {"gpt-4o-mini": "openai", "gpt-4o": "openai", "gpt-4.1": "openai", 
 
 class Stopped(Exception):
     """The fleet is stopping: end the run now."""
+
+    def __init__(self, message: str = "interrupted: the agent was stopped"):
+        super().__init__(message)
 
 
 class SimAgent:
@@ -210,16 +222,28 @@ class SimAgent:
             self.waiting.release()
 
     def execute(self, decision: Decision, tool: str, result_of, *, resource: str | None = None) -> object:
-        """Run the approved (maybe edited) arguments as a tool span and report the execution once."""
-        arguments = decision.arguments
-        try:
-            result = self.tool(tool, arguments, result_of(arguments), resource=resource)
-        except Stopped:
-            self.console.report_execution(decision.id, error="interrupted: the agent was stopped",
-                                          digest=decision.digest)
-            raise
-        self.console.report_execution(decision.id, result=result, digest=decision.digest)
-        return result
+        """Run the approved (maybe edited) arguments as a tool span, inside the client's guard.
+
+        The guard runs nothing unless the decision is approved, hands the block
+        exactly the approved arguments (a reviewer's edit, if any) and reports
+        the execution once with their digest: the result, or the error (a stop
+        included) before re-raising.
+        """
+        with DecidedGuard(self.console, decision) as approved:
+            approved.result = self.tool(tool, approved.arguments, result_of(approved.arguments), resource=resource)
+        return approved.result
+
+
+class DecidedGuard(Guard):
+    """The client's ``Guard`` around a decision the agent already waited for (interruptibly, within its
+    budget, in ``SimAgent.ask``): the guard's rules apply unchanged, only the asking is done."""
+
+    def __init__(self, console: Console, decision: Decision):
+        super().__init__(console, "", "", arguments=decision.requested_arguments)
+        self._decision_given = decision
+
+    def ask(self, arguments: dict) -> Decision:
+        return self._decision_given.raise_for_status()
 
 
 class Mischief:
