@@ -56,13 +56,15 @@ def _has_key_hint(text: str) -> bool:
     return any(hint in text for hint in _API_KEY_HINTS)
 
 
-def digit_windows(text: str) -> list[tuple[int, int]]:
+def digit_windows(text: str, raw: bytes | None = None) -> list[tuple[int, int]]:
     """Spans of ``text`` made of digits and separators holding 8+ digits.
 
     Card and phone numbers can only occur inside them. ``encode("ascii", "replace")``
-    keeps one byte per character, so byte offsets are string offsets.
+    keeps one byte per character, so byte offsets are string offsets (``raw``: that
+    encoding, when the caller has it already).
     """
-    raw = text.encode("ascii", "replace")
+    if raw is None:
+        raw = text.encode("ascii", "replace")
     mapped = raw.translate(_WINDOW_TABLE)
     windows = []
     start = mapped.find(_NINE)
@@ -74,6 +76,27 @@ def digit_windows(text: str) -> list[tuple[int, int]]:
         if digits.count(b"1", start, end) >= _MIN_DIGITS:
             windows.append((max(start - 1, 0), min(end + 1, len(mapped))))  # one character of context
         start = mapped.find(_NINE, end)
+    return windows
+
+
+# Every built-in API key match is a run of 15+ of these characters (the shortest, ``xox?-`` and
+# ten more, has 15); prose rarely has such runs, so the key regex only runs on them.
+_KEY_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~+/-"
+_KEY_TABLE = bytes(107 if b in _KEY_CHARS else 120 for b in range(256))  # b"k" or b"x"
+_KEY_RUN = b"k" * 15
+
+
+def key_windows(raw: bytes) -> list[tuple[int, int]]:
+    """Maximal runs of 15+ key characters in ``raw`` (the ASCII-with-replacement encoding of a text)."""
+    mapped = raw.translate(_KEY_TABLE)
+    windows = []
+    start = mapped.find(_KEY_RUN)
+    while start >= 0:
+        end = mapped.find(b"x", start)
+        if end < 0:
+            end = len(mapped)
+        windows.append((start, end))
+        start = mapped.find(_KEY_RUN, end)
     return windows
 
 
@@ -114,18 +137,25 @@ class Redactor:
         """False only when no rule can match any of a span's strings, joined by NUL into ``blob``.
 
         Built-in rules are checked by their C-speed hints, card and phone numbers by
-        their regexes on the few digit windows only; custom rules always say maybe.
-        NUL is neither a word nor a digit character, so a window or word boundary never
-        spans two strings: a string matches only if its part of the blob does.
+        their regexes on the few digit windows only, API keys by their regex on the few
+        runs of key characters only; custom rules always say maybe. NUL is neither a
+        word, digit nor key character, so a window or word boundary never spans two
+        strings: a string matches only if its part of the blob does.
         """
         if self._custom:
             return True
-        windows = None
+        raw = windows = None
         for rule in self.rules:
             if rule.windowed:
                 if windows is None:
-                    windows = digit_windows(blob)
+                    raw = raw or blob.encode("ascii", "replace")
+                    windows = digit_windows(blob, raw)
                 if any(rule.regex.search(blob[start:end]) for start, end in windows):
+                    return True
+            elif rule.hint is _has_key_hint:
+                # search() with pos/endpos sees the real context (\b, the Bearer lookbehind)
+                raw = raw or blob.encode("ascii", "replace")
+                if any(rule.regex.search(blob, start, end) for start, end in key_windows(raw)):
                     return True
             elif rule.hint(blob):
                 return True
@@ -164,19 +194,24 @@ class Redactor:
 
     @staticmethod
     def strings_of(value, out: list) -> list:
-        """Every string (keys too) inside a JSON-like value, appended to ``out``."""
+        """Every string value inside a JSON-like value, appended to ``out``.
+
+        Dict keys are left out: redaction keeps them, so a match in a key changes nothing.
+        """
         if isinstance(value, str):
             out.append(value)
         elif isinstance(value, dict):
-            for key, item in value.items():
-                out.append(key)
+            for item in value.values():
                 if isinstance(item, str):
                     out.append(item)
                 elif isinstance(item, (dict, list)):
                     Redactor.strings_of(item, out)
         elif isinstance(value, list):
             for item in value:
-                Redactor.strings_of(item, out)
+                if isinstance(item, str):
+                    out.append(item)
+                elif isinstance(item, (dict, list)):
+                    Redactor.strings_of(item, out)
         return out
 
     def redact_value(self, value, counts: Counter):

@@ -39,13 +39,17 @@ class IngestResult:
     rejected: Counter = field(default_factory=Counter)
     run_ids: list = field(default_factory=list)
     seq_ranges: dict = field(default_factory=dict)  # run id -> (lo, hi] seqs this batch took
+    facts: dict = field(default_factory=dict)  # run id -> (run row after the batch, spans inserted): for watchers
 
 
 # --- preparation (outside the transaction) -----------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: json.dumps builds one a call
+
+
 def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _without_nul(value):
@@ -206,7 +210,8 @@ def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None)
                     _store_generic(agent=agent, groups=groups, now=now, result=result)
                 if result.run_ids:
                     live.spans_ingested_on_commit(result.run_ids, result.seq_ranges)
-                    watchers.spans_ingested_on_commit(result.run_ids, result.seq_ranges)  # anomaly detectors (traces/watchers)
+                    # anomaly detectors (traces/watchers), from the facts in hand instead of re-reading them
+                    watchers.spans_ingested_on_commit(result.run_ids, result.seq_ranges, result.facts)
             break
         except (psycopg.errors.CheckViolation, IntegrityError) as exc:
             # Run ids past the last day partition (the retention job has not run for days):
@@ -296,6 +301,10 @@ _MOVE_STAGE = (f"INSERT INTO traces_span ({', '.join(_SPAN_COLUMNS)}) "
                f"SELECT {', '.join(_SPAN_COLUMNS)} FROM {_STAGE} ON CONFLICT (run_id, span_id) DO NOTHING "
                f"RETURNING run_id, span_id")
 
+# What the stream detectors read of a run (traces.watchers.stream._RUN_COLUMNS, plus last_seq to coalesce).
+_WATCHED_RUN_FIELDS = ("id", "trace_id", "agent_id", "span_count", "root_ended", "cost", "started_at", "prompt_name",
+                       "prompt_version", "last_seq")
+
 _UPDATED_RUN_FIELDS = ("name", "task", "status", "root_ended", "session_id", "service_name", "started_at",
                        "ended_at", "duration_ms", "span_count", "error_count", "input_tokens", "output_tokens",
                        "total_tokens", "cost", "prompt_name", "prompt_version", "last_seq")
@@ -353,6 +362,7 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
             new["last_seq"] = run["last_seq"] + len(batch)
             updates.append({name: _jsonable(new[name]) for name in ("id", *_UPDATED_RUN_FIELDS)})
             result.run_ids.append(run["id"])
+            result.facts[run["id"]] = ({name: new[name] for name in _WATCHED_RUN_FIELDS}, inserted)
         cur.execute(_UPDATE_RUNS, (now, _json_text(updates)))
 
 
@@ -381,6 +391,7 @@ def _store_generic(*, agent, groups, now, result: IngestResult) -> None:
         new["last_seq"] = run["last_seq"] + len(batch)
         Run.objects.filter(pk=run["id"]).update(updated_at=now, **{name: new[name] for name in _UPDATED_RUN_FIELDS})
         result.run_ids.append(run["id"])
+        result.facts[run["id"]] = ({name: new[name] for name in _WATCHED_RUN_FIELDS}, inserted)
     Span.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)
 
 

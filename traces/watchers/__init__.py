@@ -5,10 +5,11 @@ The ingest hook is :func:`spans_ingested_on_commit` (called from ``traces.servic
 """
 
 
-def spans_ingested_on_commit(run_ids, seq_ranges=None) -> None:
+def spans_ingested_on_commit(run_ids, seq_ranges=None, facts=None) -> None:
+    """``facts``: run id -> (run row after the batch, the spans it inserted), so the detectors need not re-read them."""
     from traces.watchers import stream
 
-    stream.spans_ingested_on_commit(run_ids, seq_ranges)
+    stream.spans_ingested_on_commit(run_ids, seq_ranges, facts)
 
 
 def ready() -> None:

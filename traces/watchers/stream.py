@@ -1,10 +1,13 @@
 """Detectors on the ingest stream.
 
 Ingest hands over the run ids and the ``(lo, hi]`` seq range each batch wrote
-(:func:`spans_ingested_on_commit`, called after commit). A per-process worker
-thread coalesces them and, per dirty run, reads only the new spans and a bounded
-window of the run's latest spans through the ``(run, seq)`` index: never a scan
-of the spans table. ``settings.WATCHERS_MODE``: ``background`` (default),
+(:func:`spans_ingested_on_commit`, called after commit), and with them the facts
+it already holds in memory: each run's row after the batch and the spans it
+inserted. A per-process worker thread coalesces them and, per dirty run, checks
+those facts; only the loop check reads, in one query, a bounded window of the
+latest spans of runs that got new tool calls, through the ``(run, seq)`` index.
+Runs handed over without facts (and the catch-up sweep) read the run row and the
+new spans from the database instead: never a scan of the spans table. ``settings.WATCHERS_MODE``: ``background`` (default),
 ``inline`` (in the committing thread; tests) or ``off``.
 """
 
@@ -12,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -32,6 +36,7 @@ RESOURCE_ATTRIBUTES = ("resource", "console.resource")
 
 _cond = threading.Condition()
 _pending: dict[int, list[tuple[int, int]]] = {}
+_facts: dict[int, tuple[dict, list] | None] = {}  # run id -> (run row, inserted spans); None: read the database
 _thread: threading.Thread | None = None
 _busy = False
 
@@ -40,24 +45,45 @@ def mode() -> str:
     return getattr(settings, "WATCHERS_MODE", "background")
 
 
-def spans_ingested_on_commit(run_ids, seq_ranges: dict | None = None) -> None:
-    """Called by ingest inside its transaction: look at these runs once it commits."""
+def spans_ingested_on_commit(run_ids, seq_ranges: dict | None = None, facts: dict | None = None) -> None:
+    """Called by ingest inside its transaction: look at these runs once it commits.
+
+    ``facts`` maps a run id to (its row after this batch, the SpanRecords this batch inserted).
+    """
     if mode() == "off":
         return
     ids, ranges = list(run_ids), dict(seq_ranges or {})
-    transaction.on_commit(lambda: enqueue(ids, ranges), robust=True)
+    transaction.on_commit(lambda: enqueue(ids, ranges, facts), robust=True)
 
 
-def enqueue(run_ids, seq_ranges: dict) -> None:
+def _merge_facts(run_id: int, facts: tuple[dict, list] | None) -> None:
+    """Coalesce: the latest run row, every batch's spans; one batch without facts sends the run to the database."""
+    if run_id not in _facts:
+        _facts[run_id] = facts
+        return
+    held = _facts[run_id]
+    if held is None or facts is None:
+        _facts[run_id] = None
+        return
+    run = facts[0] if facts[0]["last_seq"] >= held[0]["last_seq"] else held[0]
+    _facts[run_id] = (run, held[1] + facts[1])
+
+
+def enqueue(run_ids, seq_ranges: dict, facts: dict | None = None) -> None:
+    facts = facts or {}
     if mode() == "inline":
-        process({run_id: [seq_ranges[run_id]] if run_id in seq_ranges else [] for run_id in run_ids})
+        process({run_id: [seq_ranges[run_id]] if run_id in seq_ranges else [] for run_id in run_ids},
+                facts=facts)
         return
     global _thread
     with _cond:
         for run_id in run_ids:
             _pending.setdefault(run_id, [])
+            _merge_facts(run_id, facts.get(run_id))
         for run_id, rng in seq_ranges.items():
             _pending.setdefault(run_id, []).append(tuple(rng))
+            if run_id not in run_ids:
+                _merge_facts(run_id, None)
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_work, name="watchers-stream", daemon=True)
             _thread.start()
@@ -73,11 +99,12 @@ def _work() -> None:
             _busy = True
         time.sleep(COALESCE_S)  # let a burst of batches gather
         with _cond:
-            batch = dict(_pending)
+            batch, facts = dict(_pending), dict(_facts)
             _pending.clear()
+            _facts.clear()
         started = time.monotonic()
         try:
-            opened = process(batch)
+            opened = process(batch, facts=facts)
             took = time.monotonic() - started
             if took > SLOW_S:
                 log.warning("watchers: %d runs took %.0f ms (%d incidents)", len(batch), took * 1000, len(opened))
@@ -108,22 +135,28 @@ _RUN_COLUMNS = ("id", "trace_id", "agent_id", "span_count", "root_ended", "cost"
                 "prompt_version")
 
 
-def process(batch: dict[int, list[tuple[int, int]]], *, now: datetime | None = None) -> list:
+def process(batch: dict[int, list[tuple[int, int]]], *, now: datetime | None = None,
+            facts: dict | None = None) -> list:
     """Run the stream detectors over each run's new spans; returns the incidents opened.
 
-    Reads: the runs (one query), which of their new spans are tool spans (one query over the
-    ``(run, seq)`` ranges), attributes only of new spans that carry a named score or a
-    ``resource`` (one query each, filtered in the database), and a bounded window of the
-    latest spans of runs that got new tool calls.
+    Runs with ``facts`` (run id -> (run row, inserted SpanRecords), from ingest) are checked
+    from them. For the others it reads: the runs (one query), which of their new spans are
+    tool spans (one query over the ``(run, seq)`` ranges), attributes only of new spans that
+    carry a named score or a ``resource`` (one query each, filtered in the database). Then,
+    for all, a bounded window of the latest spans of runs that got new tool calls (one query).
     """
     from traces.watchers import services
 
     now = now or timezone.now()
     opened = []
-    runs = list(Run.objects.filter(pk__in=list(batch)).values(*_RUN_COLUMNS))
+    facts = {run_id: held for run_id, held in (facts or {}).items() if held is not None and run_id in batch}
+    runs = [held[0] for held in facts.values()]
+    unknown = [run_id for run_id in batch if run_id not in facts]
+    if unknown:
+        runs += list(Run.objects.filter(pk__in=unknown).values(*_RUN_COLUMNS))
     if not runs:
         return opened
-    new = NewSpans.load(batch, runs)
+    new = NewSpans.load(batch, runs, facts=facts)
     for run in runs:
         try:
             for finding in check_run(run, batch.get(run["id"]) or [], now=now, new=new):
@@ -153,28 +186,59 @@ class NewSpans:
         self.windows: dict[int, list[dict]] = {}
 
     @classmethod
-    def load(cls, batch: dict, runs: list[dict]) -> "NewSpans":
+    def load(cls, batch: dict, runs: list[dict], *, facts: dict | None = None) -> "NewSpans":
+        """``batch``: each run's new seq ranges; ``facts``: runs whose new spans are in memory (the
+        others' are read from the database)."""
         found = cls()
-        ranged = {run_id: ranges for run_id, ranges in batch.items() if ranges}
-        if not ranged:
+        facts = facts or {}
+        ranged = {run_id: ranges for run_id, ranges in batch.items() if ranges and run_id not in facts}
+        if not ranged and not facts:
             return found
-        where = _ranges_q(ranged)
-        spans = Span.objects.filter(where)
-        found.tool_runs = set(spans.filter(kind=SpanKind.TOOL).order_by().values_list("run_id", flat=True).distinct())
         names = set()
         for run in runs:
             conf = detectors.settings_for(DetectorKind.SCORE, run["agent_id"])
             if conf.enabled:
                 names |= {c.get("attribute") for c in conf.params.get("checks") or [] if c.get("attribute")}
+        if facts:
+            found._from_memory(facts, names)
+        if ranged:
+            found._from_database(ranged, names)
+        if found.tool_runs:
+            found.windows = _windows(sorted(found.tool_runs), runs, batch, facts)
+        return found
+
+    def _from_database(self, ranged: dict, names: set) -> None:
+        spans = Span.objects.filter(_ranges_q(ranged))
+        tool_runs = set(spans.filter(kind=SpanKind.TOOL).order_by().values_list("run_id", flat=True).distinct())
+        self.tool_runs |= tool_runs
         if names:
             for row in spans.filter(attributes__has_any_keys=sorted(names)).values("run_id", *_SPAN_COLUMNS)[:5000]:
-                found.scored.setdefault(row["run_id"], []).append(row)
-        if found.tool_runs:
-            found.windows = _latest_spans(sorted(found.tool_runs), runs)
+                self.scored.setdefault(row["run_id"], []).append(row)
+        if tool_runs:
             touched = spans.filter(kind=SpanKind.TOOL, attributes__has_any_keys=list(RESOURCE_ATTRIBUTES))
             for row in touched.values("run_id", *_SPAN_COLUMNS)[:5000]:
-                found.touched.setdefault(row["run_id"], []).append(row)
-        return found
+                self.touched.setdefault(row["run_id"], []).append(row)
+
+    def _from_memory(self, facts: dict, names: set) -> None:
+        """The same selections as ``_from_database``, over the inserted spans ingest handed over."""
+        scored = touched = 0
+        for run_id, (_run, spans) in facts.items():
+            for span in spans:
+                attributes = span.attributes
+                if span.kind == SpanKind.TOOL:
+                    self.tool_runs.add(run_id)
+                    if touched < 5000 and any(name in attributes for name in RESOURCE_ATTRIBUTES):
+                        self.touched.setdefault(run_id, []).append(_row_of(span))
+                        touched += 1
+                if names and scored < 5000 and any(name in attributes for name in names):
+                    self.scored.setdefault(run_id, []).append(_row_of(span))
+                    scored += 1
+
+
+def _row_of(span) -> dict:
+    """A SpanRecord as the rows ``_from_database`` reads (``_SPAN_COLUMNS``)."""
+    return {"span_id": span.span_id, "kind": span.kind, "attributes": span.attributes, "seq": span.seq,
+            "start_time": span.start_time}
 
 
 _SPAN_COLUMNS = ("span_id", "kind", "attributes", "seq", "start_time")
@@ -184,6 +248,87 @@ _WINDOW_COLUMNS = ("span_id", "kind", "tool_name", "tool_arguments", "start_time
 def _window_size(agent_id: int) -> int:
     p = detectors.settings_for(DetectorKind.LOOP, agent_id).params
     return max(int(p["window"]), int(p["repeats"]) * int(p["max_cycle"]))
+
+
+# --- loop windows, kept per process between batches ----------------------------------------------
+
+WINDOW_CACHE_RUNS = 1024
+
+
+class _Window:
+    """The latest spans of one run as of seq ``hi``: every stored span with seq <= hi is either in
+    ``spans`` (oldest first) or older than the ``capacity`` latest."""
+
+    def __init__(self, *, hi: int, capacity: int, spans: list[dict]):
+        self.hi, self.capacity, self.spans = hi, capacity, spans[-capacity:]
+
+    def extend(self, ranges, spans, size: int) -> bool:
+        """Add the spans of ``ranges`` (ingest's in-memory SpanRecords); False, unchanged, when the
+        ranges do not follow on from ``hi`` (another process stored some) or ``size`` is too big."""
+        if size > self.capacity:
+            return False
+        new = sorted(rng for rng in ranges if rng[1] > self.hi)
+        hi = self.hi
+        for lo, top in new:
+            if lo != hi:
+                return False
+            hi = top
+        self.spans += sorted((_window_row(s) for s in spans if s.seq > self.hi), key=lambda row: row["seq"])
+        del self.spans[:-self.capacity]
+        self.hi = hi
+        return True
+
+    def latest(self) -> list[dict]:
+        return self.spans[::-1]
+
+
+_window_lock = threading.Lock()
+_window_cache: "OrderedDict[tuple[int, str], _Window]" = OrderedDict()
+
+
+def _window_row(span) -> dict:
+    """A SpanRecord as the rows ``_latest_spans`` reads (``_WINDOW_COLUMNS``)."""
+    return {"span_id": span.span_id, "kind": span.kind, "tool_name": span.tool_name,
+            "tool_arguments": span.tool_arguments, "start_time": span.start_time, "seq": span.seq}
+
+
+def _windows(run_ids: list[int], runs: list[dict], batch: dict, facts: dict) -> dict[int, list[dict]]:
+    """Each run's loop window, newest first: from this process's window of the run when the batch's
+    spans follow on from it, else read (``_latest_spans``) and kept for the next batch."""
+    run_of = {run["id"]: run for run in runs}
+    windows, missing = {}, []
+    with _window_lock:
+        for run_id in run_ids:
+            key = (run_id, run_of[run_id]["trace_id"])
+            held, window = facts.get(run_id), _window_cache.get(key)
+            size = _window_size(run_of[run_id]["agent_id"])
+            if held is not None and window is not None and window.extend(batch.get(run_id) or [], held[1], size):
+                _window_cache.move_to_end(key)
+                windows[run_id] = window.latest()
+            else:
+                missing.append(run_id)
+    if not missing:
+        return windows
+    read = _latest_spans(missing, runs)
+    capacity = max(_window_size(run_of[run_id]["agent_id"]) for run_id in missing)  # what the query read
+    with _window_lock:
+        for run_id in missing:
+            windows[run_id] = read[run_id]
+            key = (run_id, run_of[run_id]["trace_id"])
+            if run_id not in facts:  # a catch-up or a batch without facts: its ranges are not all known
+                _window_cache.pop(key, None)
+                continue
+            hi = max([top for _, top in batch.get(run_id) or []] + [row["seq"] for row in read[run_id]], default=0)
+            _window_cache[key] = _Window(hi=hi, capacity=capacity, spans=read[run_id][::-1])
+            _window_cache.move_to_end(key)
+        while len(_window_cache) > WINDOW_CACHE_RUNS:
+            _window_cache.popitem(last=False)
+    return windows
+
+
+def forget_windows() -> None:
+    with _window_lock:
+        _window_cache.clear()
 
 
 def _latest_spans(run_ids: list[int], runs: list[dict]) -> dict[int, list[dict]]:
@@ -241,7 +386,7 @@ def _check_loop(run: dict, latest: list[dict] | None = None) -> Finding | None:
     latest = latest[:window]
     tools = sorted((s for s in latest if s["kind"] == SpanKind.TOOL), key=lambda s: (s["start_time"], s["seq"]))
     ignore = frozenset(p.get("ignore_keys") or [])
-    steps = [(detectors.step_signature(s["tool_name"], s["tool_arguments"], ignore), s["span_id"]) for s in tools]
+    steps = [(_signature(s, ignore), s["span_id"]) for s in tools]
     loop = detectors.find_loop(steps, repeats=repeats, max_cycle=max_cycle)
     if not loop:
         return None
@@ -251,6 +396,16 @@ def _check_loop(run: dict, latest: list[dict] | None = None) -> Finding | None:
                    title=f"Loop: {what[:200]} repeated {loop['repeats']} times",
                    evidence={**loop, "observed": loop["repeats"], "threshold": repeats,
                              "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]})
+
+
+def _signature(span: dict, ignore: frozenset) -> str:
+    """The step signature, computed once per span while its window is kept (``_windows``)."""
+    held = span.get("signature")
+    if held is not None and held[0] == ignore:
+        return held[1]
+    signature = detectors.step_signature(span["tool_name"], span["tool_arguments"], ignore)
+    span["signature"] = (ignore, signature)
+    return signature
 
 
 def _check_runaway_spans(run: dict) -> Finding | None:
@@ -319,7 +474,7 @@ def _resource_of(span: dict) -> str:
     for name in RESOURCE_ATTRIBUTES:
         value = attrs.get(name)
         if isinstance(value, str) and value.strip():
-            return value.strip()[:300]
+            return value.replace("\x00", "").strip()[:300]  # from memory, NUL is not yet dropped
     return ""
 
 
