@@ -140,7 +140,8 @@ class QueueSettingsForm(forms.Form):
     sla_medium = forms.IntegerField(min_value=1, label="SLA medium (minutes)")
     sla_low = forms.IntegerField(min_value=1, label="SLA low (minutes)")
     conflict_rule = forms.ChoiceField(
-        choices=ConflictRule.choices, initial=ConflictRule.ASK_HUMAN, required=False, label="When two actions hit one resource",
+        choices=ConflictRule.choices, initial=ConflictRule.ASK_HUMAN, required=False,
+        label="When two actions hit one resource",
         help_text="A request whose resource already has a pending or running action: ask a human (held until a "
                   "reviewer arbitrates), first wins (rejected at once, naming the first), or higher risk waits "
                   "(the lower-risk one goes first)")

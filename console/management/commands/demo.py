@@ -24,6 +24,7 @@ SEEDERS = [
     "agents.demo.seed",
     "agents.prompt_demo.seed",
     "approvals.demo.seed",
+    "approvals.conflict_demo.seed",
     "traces.watchers.demo.seed",
 ]
 
