@@ -568,3 +568,19 @@ def test_the_admin_sets_a_queues_conflict_rule_audited(admin_client_, crm, revie
     assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
     assert _login(reviewer).get(f"/queues/{crm.pk}/").status_code == 403
     assert "first wins" in admin_client_.get("/policies/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_decision_form_refuses_to_approve_a_held_request_and_says_why(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    c = _login(rita)
+    response = c.post(f"/approvals/{later.pk}/decide/", {"verdict": "approve", "reason": "looks fine"},
+                      HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert f"Held: #{first.pk} also acts on {CUSTOMER}" in response.content.decode()
+    assert fresh(later).status == Status.PENDING and not fresh(later).decisions.exists()
+    rejected = c.post(f"/approvals/{later.pk}/decide/", {"verdict": "reject", "reason": "dup",
+                                                         "reason_category": "other"}, HTTP_HX_REQUEST="true")
+    assert rejected.status_code == 200 and fresh(later).status == Status.REJECTED
+    assert fresh(later).conflict_shown_state == "resolved"
