@@ -8,6 +8,7 @@ layer degrades live updates, never the request that triggered them.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
@@ -92,6 +93,29 @@ async def asend_to_group(group: str, html: str) -> bool:
         log.warning("live push to %s failed", group, exc_info=True)
         return False
     return True
+
+
+async def renew_subscription(group: str, channel: str) -> bool:
+    """Re-add ``channel`` to ``group``; False if it had been dropped meanwhile.
+
+    A Redis restart (or failover) forgets every group, and channels_redis drops
+    members older than its ``group_expiry``: either way the socket would stay
+    open and silently receive nothing. Renewing also resets that age. Raises
+    when the channel layer is unreachable.
+    """
+    layer = get_channel_layer()
+    if hasattr(layer, "_group_key") and hasattr(layer, "consistent_hash"):  # channels_redis
+        key = layer._group_key(group)
+        connection = layer.connection(layer.consistent_hash(group))
+        async with connection.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {channel: time.time()})
+            pipe.expire(key, layer.group_expiry)
+            added, _ = await pipe.execute()
+        return not added
+    known = isinstance(getattr(layer, "groups", None), dict)  # the in-memory layer
+    was_member = channel in layer.groups.get(group, {}) if known else True
+    await layer.group_add(group, channel)
+    return was_member
 
 
 def on_commit(fn: Callable[[], object]) -> None:

@@ -112,6 +112,11 @@ class PrivateRedis:
                         "--appendonly", "no", "--daemonize", "yes"], check=True, capture_output=True, timeout=30)
         _wait(lambda: _port_open(self.port), 15, "the private Redis")
 
+    def cli(self, *args) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
+                                timeout=30, check=True)
+        return result.stdout.strip()
+
     def stop(self):
         subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, timeout=30)
         _wait(lambda: not _port_open(self.port), 15, "the private Redis to stop")
