@@ -37,11 +37,13 @@ async def lifespan(scope, receive, send):
 
 
 from approvals.asgi import long_poll  # noqa: E402
+from traces.ingest import fast_path as ingest_fast_path  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # GET /api/v1/approvals/{id}?wait=N is answered on the event loop, no thread per waiting agent.
-        "http": long_poll(django_asgi_app),
+        # GET /api/v1/approvals/{id}?wait=N is answered on the event loop, no thread per waiting agent;
+        # POST /v1/traces without Django's handler and middleware (traces.ingest.fast_path).
+        "http": ingest_fast_path(long_poll(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }

@@ -7,9 +7,17 @@ past ``OTLP_MAX_BODY_BYTES`` (checked while decompressing); 415; 429 with
 ``Retry-After`` for a key over its own ``rate_limit_per_s``; 503 with
 ``Retry-After`` when the database is unavailable or ``OTLP_MAX_CONCURRENT``
 ingests are already running (the stock exporters retry 503).
+
+Under the ASGI server, ``POST /v1/traces`` is answered by :func:`fast_path`
+before Django's request handler (mounted in ``console/asgi.py``): the same
+checks and the same :func:`handle_export`, without the middleware chain and
+the executor thread Django's handler starts for each request. Everything else
+(other methods, a host not in ``ALLOWED_HOSTS``, plain HTTP when
+``SECURE_SSL_REDIRECT`` is on) goes on to Django and this module's view.
 """
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -19,8 +27,9 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError as DjangoDatabaseError
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse
+from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
@@ -286,3 +295,129 @@ async def _otlp_traces(request):
         return await sync_to_async(_handle_in_thread, thread_sensitive=True)(request, fmt, token)
     finally:
         slots.release()
+
+
+# --- the ASGI fast path ------------------------------------------------------------------------
+
+PATH = "/v1/traces"
+
+
+class _Headers(dict):
+    """Request headers by lower-case name; ``get`` takes any case, as Django's ``request.headers``."""
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
+
+
+class _AsgiRequest:
+    """What :func:`handle_export` reads of a request: ``headers`` and ``read``."""
+
+    def __init__(self, headers: _Headers, body: bytes):
+        self.headers, self._body = headers, io.BytesIO(body)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body.read(size)
+
+
+def _served_here(scope, headers: _Headers) -> bool:
+    """Only requests Django would let through to the view unchanged; the rest go to Django."""
+    if settings.SECURE_SSL_REDIRECT and scope.get("scheme") != "https":
+        return False
+    host, _port = split_domain_port(headers.get("host", ""))
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(host) and validate_host(host, allowed)
+
+
+async def _send(send, response: HttpResponse) -> None:
+    headers = [(b"content-type", response["Content-Type"].encode("latin-1")),
+               (b"content-length", str(len(response.content)).encode()),
+               (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
+    for name in ("Retry-After", "WWW-Authenticate"):
+        if name in response:
+            headers.append((name.lower().encode(), response[name].encode("latin-1")))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
+
+
+async def _receive_body(receive, limit: int) -> bytes | None:
+    """The whole body, or None once it passes ``limit`` (or the client went away)."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def _handle_released(request, fmt: str, token: str) -> HttpResponse:
+    """``_handle_in_thread`` in a shared executor thread, its DB connection handed back afterwards."""
+    try:
+        return _handle_in_thread(request, fmt, token)
+    finally:
+        try:
+            connection.close()  # back to the pool; Django's handler would do this at request end
+        except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+            log.debug("trace ingest: closing the connection failed", exc_info=True)
+
+
+async def serve_export(scope, receive, send, headers: _Headers) -> None:
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    fmt = _CONTENT_TYPES.get(content_type)
+    try:
+        response = await _export(scope, receive, headers, fmt, content_type)
+    except Exception:  # noqa: BLE001 - as Django's handler: logged, a 500 without details
+        log.exception("trace ingest: unexpected error")
+        response = HttpResponse(b"Server error", status=500, content_type="text/plain")
+    metrics.INGEST_REQUESTS.labels(status=str(response.status_code)).inc()
+    await _send(send, response)
+
+
+async def _export(scope, receive, headers: _Headers, fmt: str | None, content_type: str) -> HttpResponse:
+    if fmt is None:
+        return _status_response(JSON, IngestError(
+            415, f"Unsupported Content-Type {content_type!r}; use application/x-protobuf or application/json.",
+        ))
+    limit = settings.OTLP_MAX_BODY_BYTES
+    too_large = IngestError(413, f"Request body exceeds {limit} bytes.", code=code_pb2.RESOURCE_EXHAUSTED)
+    try:
+        token = _bearer(_AsgiRequest(headers, b""))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+    except IngestError as error:
+        return _status_response(fmt, error)
+    body = await _receive_body(receive, limit)
+    if body is None:
+        return _status_response(fmt, too_large)
+    live.use_event_loop(asyncio.get_running_loop())
+    slots = _ingest_slots()
+    if not await _acquire_slot(slots):
+        return _status_response(fmt, IngestError(503, "The console is at its ingest capacity; retry later.",
+                                                 code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
+    try:
+        return await sync_to_async(_handle_released, thread_sensitive=False)(_AsgiRequest(headers, body), fmt, token)
+    finally:
+        slots.release()
+
+
+def fast_path(app):
+    """Wrap the project's HTTP ASGI app: ``POST /v1/traces`` is served here, everything else by ``app``."""
+
+    async def wrapper(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH:
+            headers = _Headers((name.decode("latin-1").lower(), value.decode("latin-1"))
+                               for name, value in scope.get("headers", ()))
+            if _served_here(scope, headers):
+                await serve_export(scope, receive, send, headers)
+                return
+        await app(scope, receive, send)
+
+    return wrapper
