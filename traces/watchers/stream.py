@@ -302,11 +302,14 @@ def _windows(run_ids: list[int], runs: list[dict], batch: dict, facts: dict) -> 
             key = (run_id, run_of[run_id]["trace_id"])
             held, window = facts.get(run_id), _window_cache.get(key)
             size = _window_size(run_of[run_id]["agent_id"])
+            if held is not None and window is None and min(batch.get(run_id) or [(1, 1)])[0] == 0:
+                window = _window_cache[key] = _Window(hi=0, capacity=size, spans=[])  # a new run: nothing before
             if held is not None and window is not None and window.extend(batch.get(run_id) or [], held[1], size):
                 _window_cache.move_to_end(key)
                 windows[run_id] = window.latest()
             else:
                 missing.append(run_id)
+        _trim_windows()
     if not missing:
         return windows
     read = _latest_spans(missing, runs)
@@ -321,9 +324,13 @@ def _windows(run_ids: list[int], runs: list[dict], batch: dict, facts: dict) -> 
             hi = max([top for _, top in batch.get(run_id) or []] + [row["seq"] for row in read[run_id]], default=0)
             _window_cache[key] = _Window(hi=hi, capacity=capacity, spans=read[run_id][::-1])
             _window_cache.move_to_end(key)
-        while len(_window_cache) > WINDOW_CACHE_RUNS:
-            _window_cache.popitem(last=False)
+        _trim_windows()
     return windows
+
+
+def _trim_windows() -> None:
+    while len(_window_cache) > WINDOW_CACHE_RUNS:
+        _window_cache.popitem(last=False)
 
 
 def forget_windows() -> None:
