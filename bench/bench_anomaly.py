@@ -11,8 +11,6 @@ incident row is visible to another connection (polled every 5 ms with psycopg).
 import json
 import os
 import statistics
-import subprocess
-import threading
 import time
 
 import httpx
@@ -21,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench.bench_ingest import _kv, build_bodies
-from bench.common import PG_URL, Result, Server, bench_env, manage
+from bench.common import PG_URL, Result, Server, bench_env, load_summary, manage, paced_load, reset_named_database
 
 DB_URL = os.environ.get("BENCH_ANOMALY_DATABASE_URL", PG_URL.rsplit("/", 1)[0] + "/console_bench_anomaly")
 PORT = int(os.environ.get("BENCH_ANOMALY_PORT", "18475"))
@@ -46,68 +44,20 @@ def _loop_body(trace_id: bytes, parent: bytes, spans: int, start_ns: int) -> byt
     return request.SerializeToString()
 
 
-def reset_database(env) -> None:
-    """Drop, re-create and migrate this benchmark's own database."""
-    name = DB_URL.rsplit("/", 1)[1]
-    admin = DB_URL.rsplit("/", 1)[0] + "/postgres"
-    subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True,
-                   capture_output=True)
-    subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
-    manage("migrate", "-v0", env=env)
-
-
-class Background(threading.Thread):
-    """Paced batch-100 posts at RATE spans/s; counts what was acknowledged."""
-
-    def __init__(self, url: str, key: str, rate: float, seed: int):
-        super().__init__(daemon=True)
-        self.url, self.key, self.pace = url, key, rate
-        self.stop = threading.Event()
-        self.acked, self.failures = 0, 0
-        self.bodies = build_bodies(batch=100, total_spans=max(int(rate) * 60, 1000), seed=seed)
-        self.started = self.ended = 0.0
-
-    def run(self):
-        interval = 100 / self.pace
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/x-protobuf"}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
-            self.started = time.perf_counter()
-            next_at = self.started
-            i = 0
-            while not self.stop.is_set():
-                body = self.bodies[i % len(self.bodies)]
-                i += 1
-                try:
-                    if client.post("/v1/traces", content=body).status_code == 200:
-                        self.acked += 100
-                    else:
-                        self.failures += 1
-                except httpx.HTTPError:
-                    self.failures += 1
-                next_at += interval
-                delay = next_at - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            self.ended = time.perf_counter()
-
-    @property
-    def rate(self) -> float:
-        return self.acked / max(self.ended - self.started, 1e-9)
-
-
 def run() -> list[Result]:
     env = bench_env(DATABASE_URL=DB_URL)
-    reset_database(env)
+    reset_named_database(DB_URL, env)
     bg_key = manage("create_agent_key", "bench-agent", "--name", "bench", env=env).stdout.strip()
     loop_key = manage("create_agent_key", "loop-bot", "--name", "bench", env=env).stdout.strip()
     latencies, posts, missed = [], [], 0
+    per_driver = max(RATE // DRIVERS * 60, 1000)  # a minute of fresh spans each, built before the clock starts
+    bodies = [build_bodies(batch=100, total_spans=per_driver, seed=seed) for seed in range(DRIVERS)]
     with Server(port=PORT, env=env) as server, psycopg.connect(DB_URL, autocommit=True) as db:
-        background = [Background(server.url, bg_key, RATE / DRIVERS, seed) for seed in range(DRIVERS)]
-        for driver in background:
-            driver.start()
-        time.sleep(3)  # let the load settle
-        headers = {"Authorization": f"Bearer {loop_key}", "Content-Type": "application/x-protobuf"}
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        with paced_load(server.url, bg_key, RATE, bodies) as background, \
+                httpx.Client(base_url=server.url, timeout=30,
+                             headers={"Authorization": f"Bearer {loop_key}",
+                                      "Content-Type": "application/x-protobuf"}) as client:
+            time.sleep(3)  # let the load settle
             for _trial in range(TRIALS):
                 trace_id, parent = os.urandom(16), os.urandom(8)
                 start_ns = time.time_ns() - 60 * 10**9
@@ -127,17 +77,11 @@ def run() -> list[Result]:
                         break
                     time.sleep(0.005)
                 time.sleep(0.2)
-        for driver in background:
-            driver.stop.set()
-        for driver in background:
-            driver.join(timeout=30)
         false_alarms = db.execute("SELECT count(*) FROM traces_incident i JOIN agents_agent a ON a.id = i.agent_id "
                                   "WHERE a.name = 'bench-agent'").fetchone()[0]
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    rate = sum(d.rate for d in background)
-    failures = sum(d.failures for d in background)
-    load = (f"background {rate:,.0f} spans/s acknowledged (target {RATE}), {failures} non-200; "
+    load = (f"{load_summary(background, RATE)}; "
             f"{TRIALS} looping runs, {missed} not detected within {TIMEOUT_S:.0f} s; "
             f"{false_alarms} incidents on the varied background agent; of which the offending POST's own "
             f"round trip (200 after commit) p50 {statistics.median(posts or [0]):,.0f} ms; "

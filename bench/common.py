@@ -10,7 +10,9 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,3 +247,74 @@ def percentile(values, p: float) -> float:
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
+
+
+class PacedSender(threading.Thread):
+    """POSTs OTLP protobuf ``bodies`` of ``spans_per_body`` spans to /v1/traces at ``rate`` spans/s, one keep-alive connection.
+
+    Paced by a schedule, not by answers: a slow answer is caught up, not dropped. Past the last
+    body it resends from the first (``ran_out``; the console stores those spans once).
+    """
+
+    def __init__(self, url: str, key: str, rate: float, bodies: list[bytes], spans_per_body: int = 100):
+        super().__init__(daemon=True)
+        self.url, self.key, self.rate, self.bodies, self.spans_per_body = url, key, rate, bodies, spans_per_body
+        self.stop = threading.Event()
+        self.acked = self.failures = 0
+        self.started = self.ended = 0.0
+        self.ran_out = False
+
+    def run(self):
+        import httpx
+
+        interval = self.spans_per_body / self.rate
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/x-protobuf"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+            self.started = next_at = time.perf_counter()
+            sent = 0
+            while not self.stop.is_set():
+                if sent == len(self.bodies):
+                    self.ran_out = True
+                body = self.bodies[sent % len(self.bodies)]
+                sent += 1
+                try:
+                    if client.post("/v1/traces", content=body).status_code == 200:
+                        self.acked += self.spans_per_body
+                    else:
+                        self.failures += 1
+                except httpx.HTTPError:
+                    self.failures += 1
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self.ended = time.perf_counter()
+
+    @property
+    def achieved(self) -> float:
+        """Spans/s acknowledged with a 200."""
+        return self.acked / max(self.ended - self.started, 1e-9)
+
+
+@contextmanager
+def paced_load(url: str, key: str, rate: float, bodies_per_sender: list[list[bytes]]):
+    """Background load of ``rate`` spans/s in total, one :class:`PacedSender` per body list; stopped on exit."""
+    senders = [PacedSender(url, key, rate / len(bodies_per_sender), bodies) for bodies in bodies_per_sender]
+    for sender in senders:
+        sender.start()
+    try:
+        yield senders
+    finally:
+        for sender in senders:
+            sender.stop.set()
+        for sender in senders:
+            sender.join(timeout=60)
+
+
+def load_summary(senders: list[PacedSender], target: float) -> str:
+    """E.g. "background 1,000 spans/s acknowledged (target 1000), 0 non-200"."""
+    achieved = sum(sender.achieved for sender in senders)
+    failures = sum(sender.failures for sender in senders)
+    ran_out = any(sender.ran_out for sender in senders)
+    return (f"background {achieved:,.0f} spans/s acknowledged (target {target:g}), {failures} non-200"
+            f"{', ran out of fresh spans and resent some' if ran_out else ''}")
