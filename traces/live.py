@@ -324,11 +324,20 @@ async def watched_groups(groups: set[str]) -> set[str]:
 
 
 async def apush(batch: Batch) -> int:
-    """Render (in a worker thread) and send ``batch`` to its watched groups: run pages first, then the list."""
+    """Render (in a worker thread) and send ``batch`` to its watched groups: run pages first, then the list.
+
+    Nothing watched (most rounds under load: new runs nobody has open) costs one Redis round trip.
+    """
     sent = 0
     try:
         watched = await watched_groups(batch.groups())
+        if not watched:
+            return 0
         for render in (render_runs, render_list):
+            if render is render_list and "runs" not in watched:
+                continue
+            if render is render_runs and not any(f"run-{run_id}" in watched for run_id in batch.runs):
+                continue
             messages = await sync_to_async(_closing(render), thread_sensitive=False)(batch, watched)
             for group, html in messages:
                 sent += await console_live.asend_to_group(group, html)
