@@ -130,7 +130,16 @@ def card(request, pk):
         # Someone decided while this page was open: the decision form goes too, saying who.
         conflict = "" if req.decided_by_id == request.user.pk else str(services.AlreadyDecided(req))
         html += _decision_section(request, req, conflict=conflict, oob=True)
+    elif ctx == "detail" and req.approvals_given > _approvals_shown(request, req.pk):
+        # Four eyes: an approval came in since this page's decision section was drawn; it becomes the
+        # second approval's (the page sends the count it shows, see approvals_given.html).
+        html += _decision_section(request, req, oob=True)
     return HttpResponse(html)
+
+
+def _approvals_shown(request, pk: int) -> int:
+    shown = request.GET.get(f"given-{pk}", "")
+    return int(shown) if shown.isdigit() and len(shown) < 3 else 1_000
 
 
 # --- the decision page --------------------------------------------------------------------------

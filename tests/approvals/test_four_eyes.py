@@ -267,6 +267,20 @@ def test_a_stale_page_cannot_approve_arguments_the_first_approver_edited(req, ri
 
 
 @pytest.mark.django_db
+def test_an_open_decision_page_is_given_the_second_approval_form_once_the_first_comes_in(req, rita, rob):
+    c_rob = _login(rob)
+    card_url = f"/approvals/{req.pk}/card/?ctx=detail&given-{req.pk}="
+    assert f'id="decide-{req.pk}"' not in c_rob.get(card_url + "0", **HTMX).content.decode()
+    decide_request(request_id=req.pk, reviewer=rita, verdict="approve", reason="fine")
+    html = c_rob.get(card_url + "0", **HTMX).content.decode()
+    assert f'id="decide-{req.pk}"' in html and 'data-testid="second-approval-note"' in html
+    assert "1 of 2 approvals" in html
+    # Already showing it (or no count sent): only the card, so nothing typed into the form is lost.
+    assert f'id="decide-{req.pk}"' not in c_rob.get(card_url + "1", **HTMX).content.decode()
+    assert f'id="decide-{req.pk}"' not in c_rob.get(f"/approvals/{req.pk}/card/?ctx=detail", **HTMX).content.decode()
+
+
+@pytest.mark.django_db
 def test_the_queue_marks_requests_needing_two_and_the_first_approver_waits(req, agent, queue, rita, rob):
     single_queue = make_queue("single")
     make_rule(name="to-single", action_pattern="single.*", queue=single_queue, order=1)

@@ -31,8 +31,11 @@ def test_two_reviewers_approve_and_the_first_cannot_give_the_second(asgi_server,
     page.goto(url)
     expect(page.locator("#live-status")).to_have_text("live")
     expect(page.get_by_test_id("approvals-count")).to_have_text("0 of 2 approvals")
-    stale_tab = page.context.new_page()  # rita's second tab, opened before she approves
-    stale_tab.goto(url)
+    other_tab = page.context.new_page()  # rita's second tab, opened before she approves
+    other_tab.goto(url)
+    expect(other_tab.locator("#live-status")).to_have_text("live")
+    form = {"csrfmiddlewaretoken": other_tab.locator("input[name=csrfmiddlewaretoken]").first.input_value(),
+            "digest": other_tab.locator("input[name=digest]").input_value(), "verdict": "approve"}
 
     carl = new_page()
     carl_errors = []
@@ -46,13 +49,18 @@ def test_two_reviewers_approve_and_the_first_cannot_give_the_second(asgi_server,
     expect(page.get_by_test_id("approval-by")).to_contain_text("rita")
     expect(page.get_by_test_id("second-approval-needed")).to_contain_text("different reviewer")
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-    # carl's card follows live: one of two given, by rita.
+    # carl's page follows live: one of two given, by rita; his form becomes the second approval's.
     expect(carl.get_by_test_id("four-eyes")).to_have_text("1 of 2 approvals")
+    expect(carl.get_by_test_id("approvals-count")).to_have_text("1 of 2 approvals")
+    expect(carl.get_by_test_id("second-approval-note")).to_contain_text("rita")
+    expect(carl.get_by_role("button", name="Approve with edits")).to_have_count(0)
 
-    # rita's older tab still shows the buttons; the console refuses her second approval.
-    stale_tab.keyboard.press("a")
-    expect(stale_tab.get_by_test_id("decision-conflict")).to_contain_text("you cannot give both")
-    expect(stale_tab.get_by_test_id("approvals-count")).to_have_text("1 of 2 approvals")
+    # rita's other tab follows live too and offers her nothing more to do...
+    expect(other_tab.get_by_test_id("second-approval-needed")).to_be_visible()
+    expect(other_tab.get_by_role("button", name="Approve")).to_have_count(0)
+    # ...and the form it showed before, posted again from her browser session, is refused.
+    again = other_tab.request.post(f"{url}decide/", form=form, headers={"HX-Request": "true", "Referer": url})
+    assert again.status == 409 and "you cannot give both" in again.text()
     assert agent_http.get(f"/api/v1/approvals/{created['id']}").json()["status"] == "pending"
 
     carl.keyboard.press("a")
