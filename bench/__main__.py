@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from bench.common import ROOT, Server, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+ONLY_WHEN_NAMED = {"soak"}  # long runs, not part of ``all``: python -m bench soak
 SECTION = re.compile(r"<!-- section: (\w+) -->\n.*?<!-- end: \1 -->\n", re.S)
 
 
@@ -33,7 +34,7 @@ def _fmt(value: float) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = available() if not argv or argv == ["all"] else argv
+    names = [n for n in available() if n not in ONLY_WHEN_NAMED] if not argv or argv == ["all"] else argv
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")

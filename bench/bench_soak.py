@@ -1,0 +1,315 @@
+"""Soak: the demo fleet at a high rate for ten minutes against the production setup; memory and errors.
+
+Starts, on a database of its own, ``manage.py serve --workers 2`` (PostgreSQL with the pool,
+channels_redis) and ``celery -A console worker -B`` (every job of ``CONSOLE_JOBS`` on its beat),
+seeds the demo (``manage.py demo --no-serve``), issues keys for the four demo agents and runs
+``manage.py simulate --rate 20 --duration 600`` (mischief on: loops, cost spikes, conflicts). A
+logged-in operator keeps live sockets open on the runs list and the dashboard, reconnecting on
+close as the page would. Every 10 s it samples the resident memory (VmRSS) of every console
+process (the serve process and its workers; the Celery worker, its pool and the embedded beat),
+``/healthz`` and ``/metrics``.
+
+Figures: the RSS curve (start, every minute, end, max) of all console processes together and per
+kind, its growth from the first minute (after warm-up) to the end, error lines in the console's
+logs (server at WARNING, Celery at INFO), ``/healthz`` answers other than 200, non-200 ingest
+requests and rejected spans (from ``/metrics``), errors the fleet counted.
+
+Not part of ``python -m bench all`` (it takes ten minutes): ``python -m bench soak``.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import (ROOT, WORK, Result, Server, bench_env, create_staff, database_url, load_average, login,
+                          manage, port_is_free, reset_named_database)
+
+DB_URL = os.environ.get("BENCH_SOAK_DATABASE_URL", database_url("soak"))
+PORT = int(os.environ.get("BENCH_SOAK_PORT", "18490"))
+DURATION_S = float(os.environ.get("BENCH_SOAK_DURATION", "600"))
+RATE = float(os.environ.get("BENCH_SOAK_RATE", "20"))
+SAMPLE_S = 10.0
+AGENTS = ("support-bot", "data-ops", "deploy-bot", "researcher")
+ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback \(most recent call last\)")
+WARNING_LINE = re.compile(r"\bWARNING\b")
+
+
+# --- processes and memory ---------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += _children(current)
+    return tree
+
+
+def rss_mib(pids: list[int]) -> float:
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            pass  # exited meanwhile (a recycled pool child)
+    return round(total_kb / 1024, 1)
+
+
+class Celery:
+    """``celery -A console worker -B`` in its own process group, logging to a file."""
+
+    def __init__(self, env: dict):
+        self.env, self.log_path = env, WORK / "soak-celery.log"
+        self.proc = None
+
+    def __enter__(self):
+        WORK.mkdir(parents=True, exist_ok=True)
+        schedule = WORK / "soak-beat-schedule"
+        for stale in WORK.glob("soak-beat-schedule*"):
+            stale.unlink()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "console", "worker", "-B", "-s", str(schedule),
+                 "--loglevel=INFO", "--concurrency=2", "-n", f"soak-{os.getpid()}@%h"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "ready." not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"the Celery worker did not start; see {self.log_path}")
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: finish the running job
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+# --- live sockets ------------------------------------------------------------------------------
+
+
+class LiveWatcher(threading.Thread):
+    """A logged-in operator's open pages: one socket per topic, reconnecting whenever it closes."""
+
+    def __init__(self, url: str, cookies: dict, topics=("runs", "dashboard")):
+        super().__init__(daemon=True)
+        self.base = url.replace("http://", "ws://")
+        self.headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), "Origin": url}
+        self.topics = topics
+        self.stop = threading.Event()
+        self.frames = {topic: 0 for topic in topics}
+        self.reconnects = 0
+        self.threads = []
+
+    def run(self):
+        self.threads = [threading.Thread(target=self._watch, args=(topic,), daemon=True) for topic in self.topics]
+        for thread in self.threads:
+            thread.start()
+        for thread in self.threads:
+            thread.join()
+
+    def _watch(self, topic: str):
+        from websockets.sync.client import connect
+
+        first = True
+        while not self.stop.is_set():
+            try:
+                with connect(f"{self.base}/ws/live/{topic}/", additional_headers=self.headers,
+                             open_timeout=15) as socket:
+                    if not first:
+                        self.reconnects += 1
+                    first = False
+                    while not self.stop.is_set():
+                        try:
+                            socket.recv(timeout=1)
+                            self.frames[topic] += 1
+                        except TimeoutError:
+                            continue
+            except Exception:  # noqa: BLE001 - closed or refused: reconnect as the htmx extension does
+                self.stop.wait(1)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def metric_sums(text: str) -> dict[str, float]:
+    """Sum of each sample name (labels folded), plus ``name{label}`` for the ingest status counter."""
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name = head.split("{", 1)[0]
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        sums[name] = sums.get(name, 0.0) + number
+        if name == "console_ingest_requests_total":
+            status = re.search(r'status="(\d+)"', head)
+            key = f"{name}{{{status.group(1) if status else '?'}}}"
+            sums[key] = sums.get(key, 0.0) + number
+    return sums
+
+
+def count_lines(path: Path, pattern: re.Pattern) -> tuple[int, list[str]]:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
+    return len(lines), lines[:3]
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def curve(samples: list[tuple[float, float]], duration: float) -> str:
+    """'start 412, 1 min 430, ..., 10 min 445, end 446, max 450' from (seconds, MiB) samples."""
+    points = [f"start {samples[0][1]:,.0f}"]
+    for minute in range(1, int(duration // 60) + 1):
+        at = min(samples, key=lambda s: abs(s[0] - minute * 60))
+        points.append(f"{minute} min {at[1]:,.0f}")
+    points += [f"end {samples[-1][1]:,.0f}", f"max {max(v for _t, v in samples):,.0f}"]
+    return ", ".join(points)
+
+
+def growth(samples: list[tuple[float, float]]) -> float:
+    """MiB from the first minute's sample (after warm-up) to the end."""
+    after_warmup = min(samples, key=lambda s: abs(s[0] - 60)) if samples[-1][0] >= 60 else samples[0]
+    return round(samples[-1][1] - after_warmup[1], 1)
+
+
+def _parse_fleet(out: str) -> dict:
+    stats = {"runs": 0, "approvals": 0, "errors": 0}
+    for match in re.finditer(r"runs=(\d+) approvals=(\d+) errors=(\d+)", out):
+        for key, value in zip(stats, match.groups()):
+            stats[key] += int(value)
+    return stats
+
+
+def run() -> list[Result]:
+    port_is_free(PORT, "BENCH_SOAK_PORT")
+    env = bench_env(DATABASE_URL=DB_URL, WATCHERS_MODE="background")
+    reset_named_database(DB_URL, env)
+    manage("demo", "--no-serve", env=env)
+    keys = [f"{agent}=" + manage("create_agent_key", agent, "--name", "soak", env=env).stdout.strip()
+            for agent in AGENTS]
+    create_staff(env, "soak-operator", ("Operator",))
+    samples = {"total": [], "serve": [], "celery": []}
+    health_failures, health_checks, loads = 0, 0, []
+    metrics_first = metrics_last = {}
+    fleet_log = WORK / "soak-simulate.log"
+    with Server(port=PORT, workers=2, env=env) as server, Celery(env) as celery:
+        client = login(server.url, "soak-operator")
+        watcher = LiveWatcher(server.url, dict(client.cookies))
+        client.close()
+        watcher.start()
+        http = httpx.Client(base_url=server.url, timeout=30)
+
+        def sample(at: float):
+            nonlocal health_failures, health_checks, metrics_last
+            serve, cel = rss_mib(process_tree(server.proc.pid)), rss_mib(process_tree(celery.proc.pid))
+            samples["serve"].append((at, serve))
+            samples["celery"].append((at, cel))
+            samples["total"].append((at, round(serve + cel, 1)))
+            health_checks += 1
+            try:
+                if http.get("/healthz").status_code != 200:
+                    health_failures += 1
+            except httpx.HTTPError:
+                health_failures += 1
+            try:
+                metrics_last = metric_sums(http.get("/metrics").text)
+            except httpx.HTTPError:
+                pass
+
+        sample(0.0)
+        metrics_first = dict(metrics_last)
+        started = time.monotonic()
+        with open(fleet_log, "wb") as log:
+            fleet = subprocess.Popen(
+                [sys.executable, "manage.py", "simulate", "--url", server.url, "--rate", f"{RATE:g}", "--duration",
+                 f"{DURATION_S:g}", "--seed", "7", *[arg for key in keys for arg in ("--key", key)]],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            next_at = SAMPLE_S
+            while fleet.poll() is None and time.monotonic() - started < DURATION_S + 120:
+                delay = started + next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(min(delay, 1.0))
+                    continue
+                sample(round(time.monotonic() - started, 1))
+                if int(next_at) % 60 == 0:
+                    loads.append(os.getloadavg()[0])
+                next_at += SAMPLE_S
+        finally:
+            if fleet.poll() is None:
+                fleet.terminate()
+                fleet.wait(timeout=60)
+        sample(round(time.monotonic() - started, 1))
+        watcher.stop.set()
+        watcher.join(timeout=10)
+        http.close()
+        peak = server.peak_rss_mib()
+        load = load_average()
+    fleet_out = fleet_log.read_text(errors="replace")
+    fleet = _parse_fleet(fleet_out)
+    server_errors, server_examples = count_lines(server.log_path, ERROR_LINE)
+    celery_errors, celery_examples = count_lines(celery.log_path, ERROR_LINE)
+    warnings = count_lines(server.log_path, WARNING_LINE)[0] + count_lines(celery.log_path, WARNING_LINE)[0]
+
+    def delta(name):
+        return int(metrics_last.get(name, 0) - metrics_first.get(name, 0))
+
+    ingest_total = delta("console_ingest_requests_total")
+    ingest_ok = delta("console_ingest_requests_total{200}")
+    minutes = samples["total"][-1][0] / 60
+    loads_text = ", ".join(f"{v:.1f}" for v in loads)
+    context = (f"{minutes:.1f} min at simulate --rate {RATE:g}; fleet: {fleet['runs']} runs, {fleet['approvals']} "
+               f"approval requests; {delta('console_ingest_spans_total'):,} spans stored in "
+               f"{ingest_total:,} OTLP requests; live frames received {sum(watcher.frames.values()):,} "
+               f"({', '.join(f'{t} {n:,}' for t, n in watcher.frames.items())}), socket reconnects "
+               f"{watcher.reconnects}; load average each minute {loads_text}")
+    extra = {"rss_mib": peak, "load": load}
+    results = [
+        Result("RSS of all console processes", "MiB", [v for _t, v in samples["total"]], "",
+               f"{curve(samples['total'], minutes * 60)}; growth from minute 1 to the end "
+               f"{growth(samples['total']):+.1f} MiB; {context}", extra),
+        Result("RSS of serve (2 workers)", "MiB", [v for _t, v in samples["serve"]], "",
+               f"{curve(samples['serve'], minutes * 60)}; growth {growth(samples['serve']):+.1f} MiB", extra),
+        Result("RSS of celery worker -B", "MiB", [v for _t, v in samples["celery"]], "",
+               f"{curve(samples['celery'], minutes * 60)}; growth {growth(samples['celery']):+.1f} MiB", extra),
+        Result("RSS growth, minute 1 to end (all)", "MiB", [growth(samples["total"])], "", "", extra),
+        Result("error lines in console logs", "lines", [server_errors + celery_errors], "< 1",
+               f"server {server_errors}, celery {celery_errors}; {warnings} warning lines; first: "
+               + " / ".join(line[:160] for line in server_examples + celery_examples), extra),
+        Result("/healthz not 200", "answers", [health_failures], "< 1", f"of {health_checks} checks", extra),
+        Result("ingest requests not 200", "requests", [ingest_total - ingest_ok], "< 1",
+               f"of {ingest_total:,}; rejected spans {delta('console_ingest_rejected_spans_total')}", extra),
+        Result("errors counted by the fleet", "errors", [fleet["errors"]], "< 1",
+               f"see {fleet_log.relative_to(ROOT)}", extra),
+    ]
+    return results
