@@ -181,7 +181,8 @@ def run() -> list[Result]:
              f"{statistics.median(data['posts']):,.0f} ms, probe POSTs refused and retried {data['refused'] or 0}; "
              f"frames received: run page {data['frames']['run']}, runs list {data['frames']['runs']}; "
              f"slowest {', '.join(f'{v:,.0f}' for v in ordered[-3:])} ms; "
-             f"from the 200 to the frame p50 {statistics.median(data['after_200']):,.0f} ms; 1 server process, "
+             f"from the 200 to the frame (the live push's own part) p50 {statistics.median(data['after_200']):,.0f} ms, "
+             f"p99 {percentile(data['after_200'], 99):,.0f} ms; 1 server process, "
              f"peak RSS {peak} MiB; {load}")
     extra = {"rss_mib": peak, "load": load}
     alone_notes = (f"the same, {len(alone['latencies'])} of {TRIALS // 2} probes seen, with the run page the only "
