@@ -5,8 +5,10 @@
 1. lock (upsert) the batch's runs in trace-id order, so concurrent batches of one
    run serialize on its row and never deadlock; a trace id that belongs to another
    agent is rejected, never merged;
-2. write the spans in bulk (PostgreSQL: ``COPY`` into a session temp table, then
-   ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; SQLite: ``bulk_create``);
+2. write the spans in bulk (PostgreSQL: read which of the batch's spans are stored
+   already, then ``COPY`` the others straight into ``traces_span``; the run locks of
+   step 1 make that read exact, as spans are only ever written under them; SQLite:
+   ``bulk_create``);
 3. add to each run only the spans really inserted, so duplicates, late and
    out-of-order spans leave the totals right; the status follows from order-free
    facts (a root span arrived, errors seen, approval pending).
@@ -200,12 +202,12 @@ def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None)
     result = IngestResult()
     if not groups:
         return result
-    nested = connection.in_atomic_block
+    nested = connection.in_atomic_block  # an outer transaction: a failed batch cannot be retried here
     for attempt in (1, 2):
         try:
             with transaction.atomic():
                 if connection.vendor == "postgresql":
-                    _store_postgresql(agent=agent, groups=groups, now=now, result=result, nested=nested)
+                    _store_postgresql(agent=agent, groups=groups, now=now, result=result)
                 else:
                     _store_generic(agent=agent, groups=groups, now=now, result=result)
                 if result.run_ids:
@@ -293,13 +295,10 @@ ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id
 RETURNING {", ".join(_RUN_FIELDS)}
 """
 
-_STAGE = "traces_span_stage"
-_CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
-                 f"SELECT {', '.join(_SPAN_COLUMNS)} FROM traces_span WITH NO DATA")
-_COPY_STAGE = f"COPY {_STAGE} ({', '.join(_SPAN_COLUMNS)}) FROM STDIN"
-_MOVE_STAGE = (f"INSERT INTO traces_span ({', '.join(_SPAN_COLUMNS)}) "
-               f"SELECT {', '.join(_SPAN_COLUMNS)} FROM {_STAGE} ON CONFLICT (run_id, span_id) DO NOTHING "
-               f"RETURNING run_id, span_id")
+# Spans are only written under their run's lock (taken by _UPSERT_RUNS until commit), so what this reads
+# is exactly what is stored; client-side binding makes the arrays literals, so partitions are pruned.
+_STORED_SPANS = "SELECT run_id, span_id FROM traces_span WHERE run_id = ANY(%s) AND span_id = ANY(%s)"
+_COPY_SPANS = f"COPY traces_span ({', '.join(_SPAN_COLUMNS)}) FROM STDIN"
 
 # What the stream detectors read of a run (traces.watchers.stream._RUN_COLUMNS, plus last_seq to coalesce).
 _WATCHED_RUN_FIELDS = ("id", "trace_id", "agent_id", "span_count", "root_ended", "cost", "started_at", "prompt_name",
@@ -331,7 +330,7 @@ def _jsonable(value):
     return value
 
 
-def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool) -> None:
+def _store_postgresql(*, agent, groups, now, result: IngestResult) -> None:
     with connection.cursor() as wrapper:
         cur = wrapper.cursor  # the psycopg cursor, inside Django's transaction
         cur.execute(_UPSERT_RUNS, (agent.pk, now, now, list(groups)))
@@ -340,29 +339,25 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult, nested: bool)
         if not runs:
             return
         _assign_seq(runs, groups, result)
-        # Every time: a per-connection "already created" mark went stale whenever the
-        # creating transaction rolled back, and IF NOT EXISTS costs one catalog lookup.
-        cur.execute(_CREATE_STAGE)
-        if nested:
-            # No commit since the last batch (an outer transaction): ON COMMIT has not emptied it.
-            cur.execute(f"DELETE FROM {_STAGE}")
-        with cur.copy(_COPY_STAGE) as copy:
-            received = now.isoformat()
-            copy.write("".join(copy_line(run["id"], span, received)
-                               for trace_id, run in runs.items() for span in groups[trace_id]).encode())
-        cur.execute(_MOVE_STAGE)
-        inserted_keys = {(run_id, span_id) for run_id, span_id in cur.fetchall()}
-        updates = []
+        cur.execute(_STORED_SPANS, ([run["id"] for run in runs.values()],
+                                    [span.span_id for trace_id in runs for span in groups[trace_id]]))
+        stored = set(cur.fetchall())
+        received = now.isoformat()
+        lines, updates = [], []
         for trace_id, run in runs.items():
-            batch = groups[trace_id]
-            inserted = [s for s in batch if (run["id"], s.span_id) in inserted_keys]
+            run_id, batch = run["id"], groups[trace_id]
+            inserted = [s for s in batch if (run_id, s.span_id) not in stored] if stored else batch
+            lines += [copy_line(run_id, span, received) for span in inserted]
             result.stored += len(inserted)
             result.duplicates += len(batch) - len(inserted)
             new = apply_spans(run, inserted)
             new["last_seq"] = run["last_seq"] + len(batch)
             updates.append({name: _jsonable(new[name]) for name in ("id", *_UPDATED_RUN_FIELDS)})
-            result.run_ids.append(run["id"])
-            result.facts[run["id"]] = ({name: new[name] for name in _WATCHED_RUN_FIELDS}, inserted)
+            result.run_ids.append(run_id)
+            result.facts[run_id] = ({name: new[name] for name in _WATCHED_RUN_FIELDS}, inserted)
+        if lines:
+            with cur.copy(_COPY_SPANS) as copy:
+                copy.write("".join(lines).encode())
         cur.execute(_UPDATE_RUNS, (now, _json_text(updates)))
 
 
