@@ -109,7 +109,7 @@ def my_queue(request):
         topics = [f"queue-{pk}" for pk in sorted(queue_ids)]
     context.update({"topics": topics,
                     "queues": Queue.objects.filter(pk__in=queue_ids) if queue_ids is not None else None,
-                    "first": items[0] if items else None})
+                    "first": next((r for r in items if r.can_decide), None)})
     return render(request, "approvals/my_queue.html", context)
 
 

@@ -293,6 +293,7 @@ def test_the_queue_marks_requests_needing_two_and_the_first_approver_waits(req, 
     decide_request(request_id=req.pk, reviewer=rita, verdict="approve", reason="fine")
     listing = c_rita.get("/approvals/").content.decode()
     assert "1 of 2 approvals" in listing and 'data-testid="approved-by-me"' in listing
+    assert f'data-key="j" href="/approvals/{single.pk}/"' in listing  # j opens what she can still decide
     card = c_rita.get(f"/approvals/{req.pk}/card/?ctx=queue").content.decode()
     assert "waiting for a different reviewer" in card and "Claim" not in card
     assert "Claim" in _login(rob).get(f"/approvals/{req.pk}/card/?ctx=queue").content.decode()
