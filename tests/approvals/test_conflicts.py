@@ -584,3 +584,16 @@ def test_the_decision_form_refuses_to_approve_a_held_request_and_says_why(crm, b
                                                          "reason_category": "other"}, HTTP_HX_REQUEST="true")
     assert rejected.status_code == 200 and fresh(later).status == Status.REJECTED
     assert fresh(later).conflict_shown_state == "resolved"
+
+
+@pytest.mark.django_db
+def test_a_held_request_offers_only_reject_and_says_why(crm, bots, rita):
+    first = ask(bots[0])
+    later = ask(bots[1])
+    c = _login(rita)
+    held_html = c.get(f"/approvals/{later.pk}/").content.decode()
+    assert 'data-testid="held-no-approve"' in held_html
+    assert 'value="approve"' not in held_html and 'value="modify"' not in held_html
+    assert 'name="verdict" value="reject"' in held_html
+    free_html = c.get(f"/approvals/{first.pk}/").content.decode()
+    assert 'value="approve"' in free_html and 'data-testid="held-no-approve"' not in free_html
