@@ -46,7 +46,7 @@ def seed(stdout) -> None:
     from agents.models import Agent
 
     User = get_user_model()
-    members = list(User.objects.filter(username__in=["reviewer", "admin"]))
+    members = list(User.objects.filter(username__in=["reviewer", "reviewer2", "admin"]))
     admin = User.objects.filter(username="admin").first()
     for name, (description, slas, breach_action) in QUEUES.items():
         queue, _ = Queue.objects.get_or_create(name=name, defaults={"description": description})

@@ -15,6 +15,7 @@ from console.roles import Role, ensure_role_groups, grant_role
 
 DEMO_USERS = [
     ("reviewer", "reviewer-demo-pass", Role.REVIEWER),
+    ("reviewer2", "reviewer2-demo-pass", Role.REVIEWER),  # the second pair of eyes
     ("operator", "operator-demo-pass", Role.OPERATOR),
     ("admin", "admin-demo-pass", Role.ADMIN),
 ]
