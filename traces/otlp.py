@@ -202,11 +202,14 @@ def any_value(value):
 
 def attributes_of(key_values, limit: int = MAX_ATTRIBUTE_CHARS) -> dict:
     attrs = {}
-    for kv in key_values:  # the hot loop of decoding: strings inline, the rest through any_value
+    for kv in key_values:  # the hot loop of decoding: strings and ints inline, the rest through any_value
         value = kv.value
-        if value.WhichOneof("value") == "string_value":
+        which = value.WhichOneof("value")
+        if which == "string_value":
             text = value.string_value
             attrs[kv.key] = text if len(text) <= limit else _limit(text, limit)
+        elif which == "int_value":
+            attrs[kv.key] = value.int_value
         else:
             attrs[kv.key] = any_value(value)
     return attrs
@@ -223,9 +226,13 @@ def _str(value) -> str:
 
 
 def _int(value) -> int:
+    if value is None:  # the usual case on most spans: no exception raised and caught
+        return 0
+    if type(value) is int:
+        return value if value > 0 else 0
     try:
         return max(0, int(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -305,7 +312,8 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
     parent = span.parent_span_id.hex()
     kind = span_kind(attrs, is_root=not parent)
 
-    code = span.status.code
+    span_status = span.status
+    code = span_status.code
     status = SpanStatus.ERROR if code == 2 else SpanStatus.OK if code == 1 else SpanStatus.UNSET
     if status == SpanStatus.UNSET and attrs.get("error.type"):
         status = SpanStatus.ERROR
@@ -317,14 +325,14 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
         tool_args = input_value
 
     events = []
-    for event in span.events:
+    for event in span.events or ():
         event_attrs = attributes_of(event.attributes)
         events.append({"name": _clean_str(event.name), "time_unix_nano": event.time_unix_nano,
                        "attributes": event_attrs})
         if event.name == "exception" and status == SpanStatus.UNSET:
             status = SpanStatus.ERROR
     links = [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-              "attributes": attributes_of(link.attributes)} for link in span.links]
+              "attributes": attributes_of(link.attributes)} for link in span.links] if span.links else []
 
     record = SpanRecord(
         trace_id=span.trace_id.hex(),
@@ -333,7 +341,7 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
         name=_clean_str(span.name)[:300],
         kind=kind,
         status=status,
-        status_message=_clean_str(span.status.message)[:1000],
+        status_message=_clean_str(span_status.message)[:1000],
         start_ns=span.start_time_unix_nano,
         end_ns=span.end_time_unix_nano,
         operation=_str(attrs.get("gen_ai.operation.name"))[:50],
