@@ -4,6 +4,8 @@
   (request, epoch, level, repeat) fires exactly once, none is missed, no notification is doubled.
 - Two beats and two workers by mistake: every sweep is sent and run twice, concurrently; still each
   step fires once.
+- Redis (the broker) stopped while the worker and beat run: escalations that fell due meanwhile
+  fire once each when it returns, without restarting either process.
 
 The escalations are already due when the processes start (the requests were created an hour ago,
 as after an outage), so the real clock only has to run a few sweeps (every 2 s).
@@ -30,6 +32,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, BreachAction, Delivery, EscalationFiring, escalation_steps
 from approvals.services import update_matrix
 from tests import factories
+from tests.hardening import private_services as ps
 from tests.approvals.helpers import make_queue, make_request, make_reviewer, make_rule
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -89,22 +92,49 @@ def redis_url():
     client.close()
 
 
-@pytest.fixture
-def celery(transactional_db, redis_url):
+def _processes(redis_url: str) -> Processes:
     db = connection.settings_dict
     database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "CONSOLE_TESTING"))}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": secrets.token_urlsafe(50),
                 "DEBUG": "false", "LOG_LEVEL": "INFO", "CONSOLE_DB_POOL": "false", "WATCHERS_MODE": "off",
                 "DJANGO_SETTINGS_MODULE": "console.settings"})
-    processes = Processes(env)
+    return Processes(env)
+
+
+@pytest.fixture
+def celery(transactional_db, redis_url):
+    processes = _processes(redis_url)
     yield processes
     processes.stop_all()  # before the database is flushed: a live worker would hold its locks
 
 
 @pytest.fixture
-def overdue_requests(admin_user):
-    """REQUESTS pending requests created an hour ago: all five escalation steps of each are due."""
+def private_redis():
+    """A Redis of this test's own that it may stop (never the shared one)."""
+    why = ps.missing_binaries()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but a private Redis cannot run: {why}")
+        pytest.skip(f"needs a private Redis: {why}")
+    server = ps.PrivateRedis()
+    server.start()
+    yield server
+    try:
+        server.stop()
+    except Exception:  # noqa: BLE001 - stopped by the test already
+        pass
+
+
+@pytest.fixture
+def celery_on_private_redis(transactional_db, private_redis):
+    processes = _processes(private_redis.url)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def escalating_queue(admin_user):
     queue = make_queue("payments")
     make_rule(action_pattern="*", queue=queue)
     make_reviewer(queue, "rita")
@@ -115,9 +145,18 @@ def overdue_requests(admin_user):
         {"after_minutes": 5, "user_ids": [boss.pk], "email": False, "repeat_count": 2,
          "repeat_interval_minutes": 3},
     ])
-    agent = factories.make_agent("worker-bot")
+    return factories.make_agent("worker-bot")
+
+
+def _requests_an_hour_old(agent) -> list[int]:
+    """REQUESTS pending requests created an hour ago: all five escalation steps of each are due."""
     an_hour_ago = timezone.now() - timedelta(hours=1)
     return [make_request(agent=agent, risk="high", now=an_hour_ago).pk for _ in range(REQUESTS)]
+
+
+@pytest.fixture
+def overdue_requests(escalating_queue):
+    return _requests_an_hour_old(escalating_queue)
 
 
 def _expected() -> set:
@@ -213,3 +252,24 @@ def test_two_beats_and_two_workers_by_mistake_fire_each_step_once(celery, overdu
         assert "Sending due task approvals-sweep" in celery.log(beat), celery.log(beat)[-2000:]
     for worker in ("w1", "w2"):  # and both workers really ran jobs
         assert _sweeps_run(celery, worker) > 0, celery.log(worker)[-2000:]
+
+
+def test_escalations_due_while_redis_was_down_fire_once_when_it_returns(celery_on_private_redis, private_redis,
+                                                                         escalating_queue):
+    procs = celery_on_private_redis
+    procs.worker("w1")
+    procs.beat("beat")
+    _wait_until(lambda: _sweeps_run(procs, "w1") >= 3, 90, "the worker to run jobs", procs)
+    private_redis.stop()  # broker and channel layer gone; beat cannot send, the worker cannot receive
+    try:
+        _requests_an_hour_old(escalating_queue)  # agents still ask (PostgreSQL is up); escalations fall due
+        expected = _expected()
+        time.sleep(3)  # a few sweeps' worth of outage
+        assert len(_fired()) < len(expected)  # (a sweep taken before the outage may still have run)
+    finally:
+        private_redis.start()  # empty: every queued task is gone too
+    _wait_until(lambda: len(_fired()) >= len(expected), 120, "the escalations missed during the outage", procs)
+    after = _sweeps_run(procs, "w1")
+    _wait_until(lambda: _sweeps_run(procs, "w1") >= after + 10, 60, "more jobs to run", procs)
+    _assert_each_step_fired_once_and_notified_once()
+    assert procs.procs["w1"].poll() is None and procs.procs["beat"].poll() is None  # both rode out the outage
