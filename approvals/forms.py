@@ -139,6 +139,12 @@ class QueueSettingsForm(forms.Form):
     sla_high = forms.IntegerField(min_value=1, label="SLA high (minutes)")
     sla_medium = forms.IntegerField(min_value=1, label="SLA medium (minutes)")
     sla_low = forms.IntegerField(min_value=1, label="SLA low (minutes)")
+    two_critical = forms.BooleanField(required=False, label="Critical needs two reviewers")
+    two_high = forms.BooleanField(required=False, label="High needs two reviewers")
+    two_medium = forms.BooleanField(required=False, label="Medium needs two reviewers")
+    two_low = forms.BooleanField(required=False, label="Low needs two reviewers",
+                                 help_text="Four eyes: such a request stays pending until two different reviewers "
+                                           "approve it; one reject ends it")
     conflict_rule = forms.ChoiceField(
         choices=ConflictRule.choices, initial=ConflictRule.ASK_HUMAN, required=False,
         label="When two actions hit one resource",

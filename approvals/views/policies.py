@@ -80,8 +80,10 @@ def _sla_minutes(queue) -> dict:
 def queue_edit(request, pk):
     queue = get_object_or_404(Queue, pk=pk)
     sla = _sla_minutes(queue)
+    required = dict(SlaPolicy.objects.filter(queue=queue).values_list("risk", "required_approvals"))
     initial = {"description": queue.description, "members": list(queue.members.values_list("pk", flat=True)),
-               "conflict_rule": queue.conflict_rule, **{f"sla_{risk}": minutes for risk, minutes in sla.items()}}
+               "conflict_rule": queue.conflict_rule, **{f"sla_{risk}": minutes for risk, minutes in sla.items()},
+               **{f"two_{risk}": required.get(risk, 1) == 2 for risk in Risk.values}}
     form = QueueSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -91,13 +93,14 @@ def queue_edit(request, pk):
             members = sorted(u.pk for u in data["members"])
             if members != sorted(initial["members"]):
                 services.set_queue_members(queue_id=queue.pk, user_ids=members, actor=request.user)
-            required = dict(SlaPolicy.objects.filter(queue=queue).values_list("risk", "required_approvals"))
-            explicit = set(SlaPolicy.objects.filter(queue=queue).values_list("risk", flat=True))
+            explicit = set(required)
             for risk in Risk.values:
                 minutes = data[f"sla_{risk}"]
-                if minutes != sla[risk] or (risk not in explicit and minutes != DEFAULT_SLA_MINUTES[Risk(risk)]):
+                approvals = 2 if data[f"two_{risk}"] else 1
+                changed = minutes != sla[risk] or approvals != required.get(risk, 1)
+                if changed or (risk not in explicit and minutes != DEFAULT_SLA_MINUTES[Risk(risk)]):
                     services.set_sla_policy(queue_id=queue.pk, risk=risk, minutes=minutes, actor=request.user,
-                                            required_approvals=required.get(risk, 1))
+                                            required_approvals=approvals)
             if data["conflict_rule"] and data["conflict_rule"] != queue.conflict_rule:  # empty: unchanged
                 conflicts.set_conflict_rule(queue_id=queue.pk, rule=data["conflict_rule"], actor=request.user)
         except ValidationError as exc:

@@ -58,6 +58,28 @@ def test_admin_sets_members_and_slas_audited(admin_client_, queue, reviewer):
     assert AuditEntry.objects.filter(action="sla_policy.updated").count() == 1
 
 
+def test_admin_turns_on_four_eyes_for_critical_and_new_critical_requests_need_two(admin_client_, queue, agent):
+    from tests.approvals.helpers import make_request, make_rule
+
+    form = {"description": "", "sla_critical": "10", "sla_high": "30", "sla_medium": "240", "sla_low": "1440"}
+    page = admin_client_.get(f"/queues/{queue.pk}/").content.decode()
+    assert "Critical needs two reviewers" in page and 'name="two_critical" id="id_two_critical" checked' not in page
+    response = admin_client_.post(f"/queues/{queue.pk}/", {**form, "two_critical": "on"})
+    assert response.status_code == 302
+    assert SlaPolicy.objects.get(queue=queue, risk="critical").required_approvals == 2
+    entry = AuditEntry.objects.get(action="sla_policy.updated")
+    assert entry.after["required_approvals"] == 2 and entry.after["risk"] == "critical"
+    assert 'name="two_critical" id="id_two_critical" checked' in admin_client_.get(f"/queues/{queue.pk}/").content.decode()
+
+    make_rule(name="billing-all", action_pattern="billing.*", queue=queue)
+    assert make_request(agent=agent, action="billing.refund", risk="critical").required_approvals == 2
+    assert make_request(agent=agent, action="billing.refund", risk="high").required_approvals == 1
+
+    admin_client_.post(f"/queues/{queue.pk}/", form)  # unticked: back to one
+    assert SlaPolicy.objects.get(queue=queue, risk="critical").required_approvals == 1
+    assert make_request(agent=agent, action="billing.refund", risk="critical").required_approvals == 1
+
+
 def test_bad_sla_names_the_field_and_keeps_input(admin_client_, queue):
     response = admin_client_.post(f"/queues/{queue.pk}/", {
         "sla_critical": "0", "sla_high": "30", "sla_medium": "abc", "sla_low": "1440"})
