@@ -262,6 +262,8 @@ OTLP_RETRY_AFTER_S = env_int("OTLP_RETRY_AFTER_S", 1)
 TRACE_MAX_TEXT_CHARS = env_int("TRACE_MAX_TEXT_CHARS", 32 * 1024)  # span input/output text, then truncated
 TRACE_MAX_FUTURE_SKEW_S = env_int("TRACE_MAX_FUTURE_SKEW_S", 3600)  # spans later than now + this are rejected
 TRACE_RETENTION_DAYS = env_int("TRACE_RETENTION_DAYS", 30)
+# An approved action holds its resource until its execution report, or this long after the decision.
+APPROVALS_CONFLICT_RUNNING_S = env_int("APPROVALS_CONFLICT_RUNNING_S", 600)
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN")
 
 # --- logging --------------------------------------------------------------------
