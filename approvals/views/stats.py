@@ -5,6 +5,7 @@
   ``due_at``, over all finished in the window;
 - time to decision: p50/p95 of ``decided_at - created_at`` for human decisions
   (``percentile_cont`` on PostgreSQL; nearest rank by OFFSET elsewhere);
+- held: pending requests held back by a conflict on their resource;
 - breaches: requests whose ``due_at`` fell in the window while still pending,
   or that were finished after it;
 - reviewer load: live claims now, and decisions today.
@@ -17,7 +18,7 @@ from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, Min, Q
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, Decision, Queue, Risk, Status
+from approvals.models import CONFLICT_WAITING_STATES, ApprovalRequest, Decision, Queue, Risk, Status
 
 RISKS = [Risk.CRITICAL, Risk.HIGH, Risk.MEDIUM, Risk.LOW]
 
@@ -88,6 +89,9 @@ def overview(now: datetime | None = None) -> dict:
               .values("queue_id", "risk").annotate(n=Count("id"), overdue=Count("id", filter=Q(due_at__lte=now)),
                                                    nearest=Min("due_at"))):
         depth[r["queue_id"]][r["risk"]] = r
+    held = dict(ApprovalRequest.objects.filter(status=Status.PENDING, queue__isnull=False,
+                                               conflict_state__in=CONFLICT_WAITING_STATES)
+                .values("queue_id").annotate(n=Count("id")).values_list("queue_id", "n"))
     att_today, att_week = attainment_by_queue(today), attainment_by_queue(week)
     br_today, br_week = breaches_by_queue(today, now), breaches_by_queue(week, now)
     pct = percentiles_by_queue(week)
@@ -100,6 +104,7 @@ def overview(now: datetime | None = None) -> dict:
             "depth": by_risk,
             "pending": sum(d["n"] for d in by_risk),
             "overdue": sum(d["overdue"] for d in by_risk),
+            "held": held.get(q.pk, 0),
             "today": _rate(att_today.get(q.pk)),
             "week": _rate(att_week.get(q.pk)),
             "p50": pct.get(q.pk, (None, None))[0],

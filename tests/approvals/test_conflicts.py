@@ -597,3 +597,20 @@ def test_a_held_request_offers_only_reject_and_says_why(crm, bots, rita):
     assert 'name="verdict" value="reject"' in held_html
     free_html = c.get(f"/approvals/{first.pk}/").content.decode()
     assert 'value="approve"' in free_html and 'data-testid="held-no-approve"' not in free_html
+
+
+@pytest.mark.django_db
+def test_the_overview_counts_held_requests_per_queue(crm, bots, rita, operator_client):
+    import re
+
+    ask(bots[0])
+    later = ask(bots[1])
+
+    def held_cell() -> str:
+        html = operator_client.get("/approvals/overview/").content.decode()
+        row = re.search(r'<tr data-queue="crm">.*?</tr>', html, re.S).group(0)
+        return re.search(r'data-testid="held"[^>]*>(\d+)<', row).group(1)
+
+    assert held_cell() == "1"
+    decide_request(request_id=later.pk, reviewer=rita, verdict="reject", reason="dup", reason_category="other")
+    assert held_cell() == "0"
