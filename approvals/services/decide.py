@@ -344,6 +344,14 @@ def expire_overdue(*, now: datetime, limit: int = 500) -> int:
     return done
 
 
+def _refuse_execution(req: ApprovalRequest, agent, now: datetime, error: ApprovalError, digest: str | None):
+    """Audit a refused execution report (an agent about to run, or that ran, what nobody approved), then raise."""
+    audit.record(actor=agent, action="approval.execution_refused", target=req, at=now,
+                 after={"why": type(error).__name__, "message": str(error)[:300], "reported_digest": digest or None,
+                        "approved_digest": req.answer_digest if req.status == Status.APPROVED else None})
+    raise error
+
+
 def record_execution(*, request_id: int, agent, result=None, error: str = "", digest: str | None = None,
                      arguments: dict | None = None, now: datetime | None = None) -> ApprovalRequest:
     """Record, once, that the agent ran the approved arguments. A second report raises AlreadyExecuted.
@@ -358,22 +366,26 @@ def record_execution(*, request_id: int, agent, result=None, error: str = "", di
     if req is None:
         raise Http404("No such approval request.")
     if req.status != Status.APPROVED:
-        raise NotApproved(req, f"The request is {req.status}, not approved; it must not be executed.")
+        _refuse_execution(req, agent, now, NotApproved(
+            req, f"The request is {req.status}, not approved; it must not be executed."), digest)
     if digest and digest != req.answer_digest:
-        raise DigestMismatch(req)
+        _refuse_execution(req, agent, now, DigestMismatch(req), digest)
     if arguments is not None and arguments_digest(req.action, arguments) != req.answer_digest:
-        raise DigestMismatch(req, "The reported arguments are not the approved ones; nobody approved them.")
+        _refuse_execution(req, agent, now, DigestMismatch(
+            req, "The reported arguments are not the approved ones; nobody approved them."), digest)
     with transaction.atomic():
         won = ApprovalRequest.objects.filter(pk=request_id, status=Status.APPROVED, executed_at__isnull=True).update(
             executed_at=now, execution_result=result, execution_error=(error or "")[:10000])
         req = _load(request_id)
-        if not won:
-            raise AlreadyExecuted(req, f"Execution was already reported at {req.executed_at:%Y-%m-%d %H:%M:%S} UTC.")
-        audit.record(actor=agent, action="approval.executed", target=req, at=now,
-                     after={"ok": not error, "digest": req.answer_digest, "reported_digest": digest or None,
-                            "arguments_checked": arguments is not None})
-        live.push_request_changed_on_commit(req.pk, req.queue_id)
-        from approvals.services.conflicts import release_after_finish  # issue 5 (conflicts): executed, so
+        if won:
+            audit.record(actor=agent, action="approval.executed", target=req, at=now,
+                         after={"ok": not error, "digest": req.answer_digest, "reported_digest": digest or None,
+                                "arguments_checked": arguments is not None})
+            live.push_request_changed_on_commit(req.pk, req.queue_id)
+            from approvals.services.conflicts import release_after_finish  # issue 5 (conflicts): executed, so
 
-        release_after_finish(req, now=now)  # the requests it held may go
+            release_after_finish(req, now=now)  # the requests it held may go
+    if not won:
+        _refuse_execution(req, agent, now, AlreadyExecuted(
+            req, f"Execution was already reported at {req.executed_at:%Y-%m-%d %H:%M:%S} UTC."), digest)
     return req

@@ -45,6 +45,16 @@ def test_a_report_for_the_requested_arguments_after_an_edit_is_refused(edited, a
     assert accepted.status_code == 200 and accepted.json()["executed_at"]
     entry = AuditEntry.objects.get(action="approval.executed", target_id=str(edited.pk))
     assert entry.after["reported_digest"] == edited.final_digest and entry.after["arguments_checked"] is True
+    refusals = AuditEntry.objects.filter(action="approval.execution_refused", target_id=str(edited.pk)).order_by("id")
+    assert [e.after["why"] for e in refusals] == ["DigestMismatch", "DigestMismatch"]
+    assert refusals[1].after["reported_digest"] == edited.arguments_digest
+    assert refusals[1].after["approved_digest"] == edited.final_digest
+
+    again = report(agent_key, edited.pk, {"result": {"refunded": 450}, "digest": edited.final_digest})
+    assert again.status_code == 409 and "already reported" in again.json()["detail"]
+    refusals = refusals.all()  # a fresh query, not the list read above
+    assert refusals.count() == 3 and refusals.last().after["why"] == "AlreadyExecuted"
+    assert AuditEntry.objects.filter(action="approval.executed", target_id=str(edited.pk)).count() == 1
 
 
 @pytest.mark.django_db
