@@ -48,7 +48,7 @@ LIST_INTERVAL = 0.2  # at most one runs-list push per interval
 MAX_ROWS_PER_PUSH = 500  # beyond this the page catches up from its cursor over HTTP
 MAX_LIST_ROWS = 50  # runs-list rows per push: the most recent changed runs (a page shows about that many)
 _STALE_AFTER = 2.0  # a flusher silent this long past its wake-up time died with its loop
-_STUCK_AFTER = 30.0  # a flusher busy this long on one push is presumed lost with its loop
+_STUCK_AFTER = 10.0  # a flusher busy this long on one push is presumed lost (its loop hangs)
 
 _clock = time.monotonic  # tests replace it to control time
 
@@ -233,7 +233,23 @@ def _take_all() -> Batch:
     return batch
 
 
+def _retire(generation: int) -> None:
+    """A flusher that failed or was cancelled: the next change starts a new one."""
+    global _scheduled
+    with _lock:
+        if generation == _generation:
+            _scheduled = False
+
+
 async def _loop_flusher(generation: int) -> None:
+    try:
+        await _loop_rounds(generation)
+    except BaseException:
+        _retire(generation)
+        raise
+
+
+async def _loop_rounds(generation: int) -> None:
     global _wake, _list_task
     event = asyncio.Event()
     nudge = functools.partial(_nudge_loop, asyncio.get_running_loop(), event)
@@ -274,6 +290,14 @@ def _list_done() -> None:
 
 
 def _thread_flusher(generation: int) -> None:
+    try:
+        _thread_rounds(generation)
+    except BaseException:
+        _retire(generation)
+        raise
+
+
+def _thread_rounds(generation: int) -> None:
     global _wake
     event = threading.Event()
     nudge = functools.partial(_nudge_thread, event)

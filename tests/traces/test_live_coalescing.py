@@ -231,3 +231,17 @@ def test_the_list_push_in_flight_holds_the_next_one_but_not_the_run_pages(frames
     live._list_done()
     batch, _ = live.take_due(clock.now, list_lane=True)
     assert batch.listed == {2: True} and not batch.runs
+
+
+def test_a_flusher_that_fails_is_replaced_by_the_next_change(frames, clock, monkeypatch):
+    def broken(now, generation=None, **kwargs):
+        raise RuntimeError("bug")
+
+    live.mark_dirty([1], {1: (0, 1)})
+    assert len(frames.started) == 1
+    monkeypatch.setattr(live, "take_due", broken)
+    with pytest.raises(RuntimeError):
+        live._thread_flusher(live._generation)
+    clock.now += live.FLUSH_INTERVAL
+    live.mark_dirty([1], {1: (1, 2)})
+    assert len(frames.started) == 2  # not left waiting for a flusher that is gone
