@@ -101,7 +101,6 @@ def mark_dirty(run_ids, seq_ranges: dict[int, tuple[int, int]] | None = None) ->
 
     Cheap and never blocking: safe on the ingest path.
     """
-    global _scheduled, _scheduled_at, _wake_at
     now = _clock()
     seq_ranges = seq_ranges or {}
     with _lock:
