@@ -289,15 +289,17 @@ _UPSERT_RUNS = f"""
 INSERT INTO traces_run (trace_id, agent_id, name, task, status, root_ended, has_pending_approval, session_id,
     service_name, span_count, error_count, input_tokens, output_tokens, total_tokens, cost, prompt_name,
     prompt_version, last_seq, created_at, updated_at)
-SELECT t, %s, '', '', 'running', false, false, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, %s, %s
+SELECT t, %s::bigint, '', '', 'running', false, false, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, %s::timestamptz,
+    %s::timestamptz
 FROM unnest(%s::text[]) AS t ORDER BY t
 ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id
 RETURNING {", ".join(_RUN_FIELDS)}
 """
 
 # Spans are only written under their run's lock (taken by _UPSERT_RUNS until commit), so what this reads
-# is exactly what is stored; client-side binding makes the arrays literals, so partitions are pruned.
-_STORED_SPANS = "SELECT run_id, span_id FROM traces_span WHERE run_id = ANY(%s) AND span_id = ANY(%s)"
+# is exactly what is stored. Prepared, it is pruned to the runs' partitions when it runs.
+_STORED_SPANS = ("SELECT run_id, span_id FROM traces_span WHERE run_id = ANY(%s::bigint[]) "
+                 "AND span_id = ANY(%s::text[])")
 _COPY_SPANS = f"COPY traces_span ({', '.join(_SPAN_COLUMNS)}) FROM STDIN"
 
 # What the stream detectors read of a run (traces.watchers.stream._RUN_COLUMNS, plus last_seq to coalesce).
@@ -316,7 +318,7 @@ _RUN_TYPES = {"name": "text", "task": "text", "status": "text", "root_ended": "b
 _UPDATE_RUNS = (
     "UPDATE traces_run AS r SET "
     + ", ".join(f"{name} = v.{name}" for name in _UPDATED_RUN_FIELDS)
-    + ", updated_at = %s FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, "
+    + ", updated_at = %s::timestamptz FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, "
     + ", ".join(f"{name} {_RUN_TYPES[name]}" for name in _UPDATED_RUN_FIELDS)
     + ") WHERE r.id = v.id"
 )
@@ -331,16 +333,17 @@ def _jsonable(value):
 
 
 def _store_postgresql(*, agent, groups, now, result: IngestResult) -> None:
-    with connection.cursor() as wrapper:
-        cur = wrapper.cursor  # the psycopg cursor, inside Django's transaction
-        cur.execute(_UPSERT_RUNS, (agent.pk, now, now, list(groups)))
+    with connection.cursor() as wrapper, psycopg.Cursor(wrapper.cursor.connection) as cur:
+        # A server-side binding cursor on Django's connection, inside its transaction: the fixed
+        # statements below are prepared once per pooled connection instead of planned per request.
+        cur.execute(_UPSERT_RUNS, (agent.pk, now, now, list(groups)), prepare=True)
         runs = {row[1]: dict(zip(_RUN_FIELDS, row)) for row in cur.fetchall()}
         runs = _split_foreign(agent, runs, groups, result)
         if not runs:
             return
         _assign_seq(runs, groups, result)
         cur.execute(_STORED_SPANS, ([run["id"] for run in runs.values()],
-                                    [span.span_id for trace_id in runs for span in groups[trace_id]]))
+                                    [span.span_id for trace_id in runs for span in groups[trace_id]]), prepare=True)
         stored = set(cur.fetchall())
         received = now.isoformat()
         lines, updates = [], []
@@ -358,7 +361,7 @@ def _store_postgresql(*, agent, groups, now, result: IngestResult) -> None:
         if lines:
             with cur.copy(_COPY_SPANS) as copy:
                 copy.write("".join(lines).encode())
-        cur.execute(_UPDATE_RUNS, (now, _json_text(updates)))
+        cur.execute(_UPDATE_RUNS, (now, _json_text(updates)), prepare=True)
 
 
 def _store_generic(*, agent, groups, now, result: IngestResult) -> None:
