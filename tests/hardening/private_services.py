@@ -1,8 +1,10 @@
 """PRIVATE PostgreSQL and Redis instances (and a console on them) that fault tests may stop and start.
 
 Never the shared servers on 5432/6379: these live in a temp directory on
-ports 55432 and 56379, are started and stopped by session fixtures, and are
-torn down at the end (bounded in time).
+ports of their own (free ports, or HARDENING_PG_PORT / HARDENING_REDIS_PORT),
+are started and stopped by the fixtures, and are torn down at the end (bounded
+in time). Free ports, because two test runs on one machine (several people, or
+CI beside a developer) must never stop each other's Redis.
 """
 
 import glob
@@ -19,8 +21,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_PORT = int(os.environ.get("HARDENING_PG_PORT", "55432"))
-REDIS_PORT = int(os.environ.get("HARDENING_REDIS_PORT", "56379"))
+
+
+def _port(variable: str) -> int:
+    value = os.environ.get(variable)
+    return int(value) if value else _free_port()
 
 
 def pg_bin() -> Path | None:
@@ -55,11 +60,11 @@ def _wait(predicate, timeout: float, what: str):
 
 
 class PrivatePostgres:
-    def __init__(self, port: int = PG_PORT):
-        self.port, self.bin = port, pg_bin()
+    def __init__(self, port: int | None = None):
+        self.port, self.bin = port or _port("HARDENING_PG_PORT"), pg_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="hardening-pg-"))
         self.data = self.dir / "data"
-        self.url = f"postgres://postgres@127.0.0.1:{port}/console_fault"
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/console_fault"
 
     def _as_postgres(self, *args, timeout=60):
         cmd = " ".join(str(a) for a in args)
@@ -101,9 +106,9 @@ class PrivatePostgres:
 
 
 class PrivateRedis:
-    def __init__(self, port: int = REDIS_PORT):
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+    def __init__(self, port: int | None = None):
+        self.port = port or _port("HARDENING_REDIS_PORT")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self):
         if _port_open(self.port):
