@@ -76,6 +76,14 @@ def _answer_json(req) -> bytes:
     return ApprovalOut(**answer(req)).model_dump_json().encode()
 
 
+def _read(agent, pk: int) -> tuple[str | None, bytes]:
+    """The request's status and its answer, in one trip to the executor (None: not this agent's request)."""
+    from approvals.api import _own_request
+
+    req = _own_request(agent, pk)
+    return (None, b"") if req is None else (req.status, _answer_json(req))
+
+
 async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), *extra_headers]
@@ -85,7 +93,6 @@ async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
 
 async def serve_wait(scope, send, pk: int, wait: float) -> None:
     from approvals import waiters
-    from approvals.api import _own_request
     from approvals.models import Status
 
     agent = await _released(_authenticate)(_bearer(scope))
@@ -93,13 +100,13 @@ async def serve_wait(scope, send, pk: int, wait: float) -> None:
         body = json.dumps({"detail": "Missing, malformed, unknown or revoked credentials."}).encode()
         await _respond(send, 401, body, [(b"www-authenticate", b"Bearer")])
         return
-    load = _released(_own_request)
-    req = await waiters.wait_until_decided(pk, wait, lambda: load(agent, pk),
-                                           lambda r: r is None or r.status != Status.PENDING)
-    if req is None:
+    read = _released(_read)
+    status, body = await waiters.wait_until_decided(pk, wait, lambda: read(agent, pk),
+                                                    lambda r: r[0] is None or r[0] != Status.PENDING)
+    if status is None:
         await _respond(send, 404, json.dumps({"detail": "No such approval request for this agent."}).encode())
         return
-    await _respond(send, 200, await _released(_answer_json)(req))
+    await _respond(send, 200, body)
 
 
 def long_poll(app):

@@ -3,8 +3,8 @@
 - ``queue-<id>`` and ``approvals`` (every staff page listing requests) get a tiny
   signal that makes htmx re-GET the request's card from the normal view, where
   the permission check lives (the card's buttons depend on the viewer).
-- ``approval-<id>`` is not a browser topic: agents waiting in
-  ``GET /api/v1/approvals/{id}?wait=N`` listen on it.
+- Agents waiting in ``GET /api/v1/approvals/{id}?wait=N`` are woken through
+  ``approvals.waiters`` (Redis pub/sub), not through the channel layer.
 - ``user-<id>`` gets in-app notifications; only that user may subscribe.
 
 Page contract for the UI: inside the ``ws-connect`` element put
@@ -12,19 +12,17 @@ Page contract for the UI: inside the ``ws-connect`` element put
 each request card's root is ``<article id="request-<id>">``.
 """
 
+import json
 import logging
+import time
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from console import live
 
 log = logging.getLogger(__name__)
-
-WAITER_GROUP = "approval-{}"
-EVENT_DECIDED = "approval.decided"
 
 
 def card_url(request_id: int) -> str:
@@ -68,16 +66,37 @@ def notify_waiters_on_commit(request_id: int, status: str) -> None:
 
 
 def notify_waiters(request_id: int, status: str) -> bool:
-    layer = get_channel_layer()
-    if layer is None:
-        return False
+    """Wake the waiters of this process at once, and announce the change to every process; False if that failed.
+
+    A hint, never the state: waiters re-read the row. Call only after commit.
+    """
+    from approvals import waiters
+
+    waiters.wake_local(request_id)
+    url = getattr(settings, "REDIS_URL", None)
+    if not url:
+        return True  # the embedded mode: one process, woken above
+    message = json.dumps({"id": int(request_id), "status": status, "sent_at": time.time()})
     try:
-        async_to_sync(layer.group_send)(WAITER_GROUP.format(request_id),
-                                        {"type": EVENT_DECIDED, "id": request_id, "status": status})
-    except Exception:  # noqa: BLE001 - a waiter still gets the answer when its wait ends
+        _publisher(url).publish(waiters.decided_channel(), message)
+    except Exception:  # noqa: BLE001 - a waiter still gets the answer at its next re-read
         log.warning("waking waiters of approval %s failed", request_id, exc_info=True)
         return False
     return True
+
+
+_publishers: dict[str, object] = {}
+
+
+def _publisher(url: str):
+    """A thread-safe Redis client per URL, kept for the process (its pool reconnects; short timeouts)."""
+    client = _publishers.get(url)
+    if client is None:
+        import redis
+
+        client = _publishers[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
+                                                         health_check_interval=30)
+    return client
 
 
 def notification_fragment(*, delivery_id: int, title: str, url: str) -> str:
