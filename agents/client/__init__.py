@@ -21,7 +21,8 @@ Design: ``request_approval`` RETURNS a ``Decision`` (status, approved,
 arguments, digest, decided_by, reason, id, url) and never raises for a "no";
 ``Decision.raise_for_status()`` turns every outcome but approval into an
 exception (``ApprovalRejected``, ``ApprovalExpired``, ``AgentPaused``,
-``ApprovalPending`` when the caller's ``wait_timeout`` ran out). ``guarded``
+``ApprovalPending`` when the caller's ``wait_timeout`` ran out, ``AlreadyExecuted`` for an
+approval whose execution is already reported, e.g. given back to a resumed agent). ``guarded``
 does that for you, runs the function with the approved arguments and reports
 the execution once.
 
@@ -36,6 +37,7 @@ server's field errors in ``.errors``/``.fields``; 401 ``Unauthorized``; 403
 from agents.client.console import Console, Decision, Prompt
 from agents.client.errors import (
     AgentPaused,
+    AlreadyExecuted,
     ApprovalError,
     ApprovalExpired,
     ApprovalPending,
@@ -60,7 +62,8 @@ from agents.client.tracing import (
 )
 
 __all__ = [
-    "AgentPaused", "ApprovalError", "ApprovalExpired", "ApprovalPending", "ApprovalRejected", "BadRequest",
+    "AgentPaused", "AlreadyExecuted", "ApprovalError", "ApprovalExpired", "ApprovalPending", "ApprovalRejected",
+    "BadRequest",
     "Conflict", "Console", "ConsoleError", "ConsoleUnavailable", "Decision", "Forbidden", "Guard",
     "NotFound", "PROMPT_NAME_ATTR", "PROMPT_VERSION_ATTR", "Prompt", "PromptTagger", "Unauthorized",
     "current_ids", "current_prompt", "setup_tracing", "use_prompt",

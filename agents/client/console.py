@@ -64,7 +64,12 @@ class Decision:
             self.decided_by == PAUSED_DECIDER or self.reason.lower().startswith("paused"))
 
     def raise_for_status(self) -> "Decision":
-        """Return self when approved; raise ApprovalRejected, ApprovalExpired, AgentPaused or ApprovalPending."""
+        """Return self when approved and not yet executed; raise AlreadyExecuted, ApprovalRejected,
+        ApprovalExpired, AgentPaused or ApprovalPending."""
+        if self.approved and self.raw.get("executed_at"):
+            # A resumed agent asking again with the same Idempotency-Key gets the used approval back.
+            raise errors.AlreadyExecuted(
+                f"approval {self.id} was already executed at {self.raw['executed_at']}; it is not run again", self)
         if self.approved:
             return self
         why = f" ({self.reason})" if self.reason else ""

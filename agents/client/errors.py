@@ -62,5 +62,9 @@ class AgentPaused(ApprovalError):
     """The agent is paused: it may not act until someone resumes it."""
 
 
+class AlreadyExecuted(ApprovalError):
+    """The approval was already used: its execution is reported. A resumed or retried agent must not run it again."""
+
+
 class ApprovalPending(ApprovalError):
     """The caller's wait ran out while the request was still pending."""
