@@ -139,7 +139,7 @@ def card(request, pk):
 
 def _approvals_shown(request, pk: int) -> int:
     shown = request.GET.get(f"given-{pk}", "")
-    return int(shown) if shown.isdigit() and len(shown) < 3 else 1_000
+    return int(shown) if shown.isascii() and shown.isdigit() and len(shown) < 3 else 1_000
 
 
 # --- the decision page --------------------------------------------------------------------------
