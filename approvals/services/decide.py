@@ -254,9 +254,10 @@ def _observe_time_to_decision(req: ApprovalRequest, now: datetime) -> None:
 
 
 def _after_change(req: ApprovalRequest) -> None:
+    if req.status != Status.PENDING:
+        live.notify_waiters_on_commit(req.pk, req.status)  # first: an agent is waiting; pages can wait a moment
     live.push_request_changed_on_commit(req.pk, req.queue_id)
     if req.status != Status.PENDING:
-        live.notify_waiters_on_commit(req.pk, req.status)
         from approvals.services.conflicts import release_after_finish  # issue 5 (conflicts): a finished request
 
         release_after_finish(req)  # lets the requests it held go (in this transaction; never waits for a lock)
