@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -80,11 +81,12 @@ class SpanRecord:
     def is_root(self) -> bool:
         return not self.parent_span_id
 
-    @property
+    # Read by the COPY line, the run aggregates and the watchers: made once (times never change).
+    @cached_property
     def start_time(self) -> datetime:
         return EPOCH + timedelta(microseconds=self.start_ns // 1000)
 
-    @property
+    @cached_property
     def end_time(self) -> datetime:
         return EPOCH + timedelta(microseconds=self.end_ns // 1000)
 
