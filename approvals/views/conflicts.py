@@ -35,7 +35,8 @@ def panel_context(user, req) -> dict | None:
     The other request is shown to whoever may see it, and to whoever may
     arbitrate this one (they cannot weigh the two otherwise).
     """
-    waiters = list(conflicts.waiting_on(req).select_related("agent")[:20]) if req.resource else []
+    waiters = (list(conflicts.waiting_on(req).filter(pk__in=ApprovalRequest.objects.visible_to(user).values("pk"))
+                    .select_related("agent")[:20]) if req.resource else [])
     if not req.conflict_state and not waiters:
         return None
     may_arbitrate = conflicts.may_arbitrate(user, req)
