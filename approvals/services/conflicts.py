@@ -469,7 +469,9 @@ def set_conflict_rule(*, queue_id: int, rule: str, actor) -> Queue:
     if rule not in ConflictRule.values:
         raise ValidationError({"conflict_rule": f"Choose one of {', '.join(ConflictRule.values)}."})
     with transaction.atomic():
-        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        # NO KEY: a request committing into this queue checks its foreign key (FOR KEY SHARE) after taking the
+        # audit lock we are about to wait for; a plain FOR UPDATE here deadlocked with it.
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=queue_id)
         before = queue.conflict_rule
         if before == rule:
             return queue
