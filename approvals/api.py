@@ -2,9 +2,9 @@
 
 ``GET /approvals/{id}?wait=N`` holds the request on the event loop, not a
 thread, and gives its DB connection back while it waits (see
-``approvals.waiters``: one channel-layer listener per process wakes an
-``asyncio.Event`` per waiting request when ``decide_request`` notifies the
-group ``approval-<id>`` after commit).
+``approvals.waiters``: one Redis pub/sub listener per process wakes an
+``asyncio.Event`` per waiting request when a decision is published after commit).
+``POST /approvals`` honours the key's ``rate_limit_per_s`` (429 with ``Retry-After``).
 """
 
 from datetime import datetime
@@ -25,6 +25,10 @@ from approvals.services import conflicts
 from approvals.models import ApprovalRequest, Status, canonical_json
 from console.api import AgentKeyAuth, agent_auth, api, session_auth
 from console.roles import STAFF_ROLES, has_role
+from traces.ingest import _RateLimiter
+
+# Per key, per process, the token bucket trace ingest uses; a bucket of its own, so traces never starve approvals.
+rate_limiter = _RateLimiter()
 
 router = Router(tags=["approvals"])
 
@@ -234,12 +238,17 @@ class WaitingAgentKeyAuth(AgentKeyAuth):
 waiting_agent_auth = WaitingAgentKeyAuth()
 
 
-@router.post("/approvals", auth=agent_auth, response={201: ApprovalOut}, url_name="approvals_create",
+@router.post("/approvals", auth=agent_auth, response={201: ApprovalOut, 429: ErrorOut}, url_name="approvals_create",
              summary="Ask permission to act")
 def create_approval(request, payload: ApprovalIn, response: HttpResponse):
     """A guardian rule may decide at once (approved/rejected, with `reason`); otherwise the request is
     pending in a queue with `due_at`. A paused agent is answered `rejected` with reason `paused: …`.
-    Send `Idempotency-Key` to make retries return the same request."""
+    Send `Idempotency-Key` to make retries return the same request. A key over its `rate_limit_per_s`
+    gets 429 with `Retry-After` (seconds)."""
+    limit = request.agent_key.rate_limit_per_s
+    if limit and not rate_limiter.allow(request.agent_key.pk, limit):
+        response["Retry-After"] = "1"
+        return Reply(429, {"detail": f"This key is over its limit of {limit} requests per second."})
     key = request.headers.get("Idempotency-Key", "").strip() or None
     if key is not None and len(key) > 200:
         raise _field_error("Idempotency-Key", "at most 200 characters")
