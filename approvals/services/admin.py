@@ -20,7 +20,7 @@ def create_queue(*, name: str, description: str = "", actor) -> Queue:
 def update_queue(*, queue_id: int, description: str, actor) -> Queue:
     """Change a queue's description; audited with before/after."""
     with transaction.atomic():
-        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=queue_id)  # no_key: see set_conflict_rule
         before = {"description": queue.description}
         queue.description = description
         queue.full_clean()

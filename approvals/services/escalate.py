@@ -179,7 +179,7 @@ def update_matrix(*, queue_id: int, breach_action: str, levels: list[dict], acto
         raise ValidationError(f"breach_action must be one of {', '.join(BreachAction.values)}.")
     validate_levels(levels)
     with transaction.atomic():
-        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=queue_id)  # no_key: see set_conflict_rule
         matrix, _ = EscalationMatrix.objects.get_or_create(queue=queue)
         before = matrix.snapshot() if matrix.pk else None
         matrix.breach_action = breach_action
@@ -246,7 +246,7 @@ def set_sla_policy(*, queue_id: int, risk: str, minutes: int, actor,
 
 def set_queue_members(*, queue_id: int, user_ids: list[int], actor) -> Queue:
     with transaction.atomic():
-        queue = Queue.objects.select_for_update().get(pk=queue_id)
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=queue_id)  # no_key: see set_conflict_rule
         before = sorted(queue.members.values_list("pk", flat=True))
         queue.members.set(user_ids)
         audit.record(actor=actor, action="queue.members_changed", target=queue, before={"members": before},

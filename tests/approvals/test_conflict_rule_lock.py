@@ -1,4 +1,6 @@
-"""An Admin changing a queue's conflict rule while an agent's request into that queue commits: both finish.
+"""An Admin changing a queue (conflict rule, members, description, matrix) while a request into it commits.
+
+Both finish.
 
 The request's foreign key to its queue is checked at commit (FOR KEY SHARE on the queue row), after the
 request took the audit log's lock; a FOR UPDATE on the queue taken before the audit lock deadlocked them.
@@ -11,6 +13,7 @@ import pytest
 from django.db import connection, transaction
 
 from approvals.models import ApprovalRequest, Queue
+from approvals import services
 from approvals.services.conflicts import set_conflict_rule
 from tests import factories
 from tests.approvals.helpers import make_queue, make_request, make_rule
@@ -23,9 +26,20 @@ def _waiting_for_advisory_lock() -> int:
         return cursor.fetchone()[0]
 
 
+QUEUE_CHANGES = {
+    "conflict_rule": lambda q: set_conflict_rule(queue_id=q.pk, rule="first_wins", actor="admin"),
+    "members": lambda q: services.set_queue_members(queue_id=q.pk, user_ids=[], actor="admin"),
+    "description": lambda q: services.update_queue(queue_id=q.pk, description="changed", actor="admin"),
+    "matrix": lambda q: services.update_matrix(queue_id=q.pk, levels=[{"after_minutes": 7, "queue_reviewers": True}],
+                                               breach_action="keep_pending_and_page",
+                                               actor="admin"),
+}
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_changing_the_conflict_rule_while_an_agent_asks_never_deadlocks():
+@pytest.mark.parametrize("change", sorted(QUEUE_CHANGES))
+def test_changing_a_queue_while_an_agent_asks_into_it_never_deadlocks(change):
     queue = make_queue("crm")
     make_rule(name="crm-ask", action_pattern="crm.*", queue=queue)
     agent = factories.make_agent("support-bot")
@@ -45,7 +59,7 @@ def test_changing_the_conflict_rule_while_an_agent_asks_never_deadlocks():
 
     def admin_changes_rule():
         try:
-            set_conflict_rule(queue_id=queue.pk, rule="first_wins", actor="admin")
+            QUEUE_CHANGES[change](queue)
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             errors.append(exc)
         finally:
@@ -65,4 +79,5 @@ def test_changing_the_conflict_rule_while_an_agent_asks_never_deadlocks():
     admin_thread.join(timeout=60)
     assert errors == []
     assert ApprovalRequest.objects.filter(action="crm.update").count() == 1
-    assert Queue.objects.get(pk=queue.pk).conflict_rule == "first_wins"
+    if change == "conflict_rule":
+        assert Queue.objects.get(pk=queue.pk).conflict_rule == "first_wins"
