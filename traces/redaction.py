@@ -104,6 +104,20 @@ _HINTS = {"email": _has_at, "api-key": _has_key_hint}
 _WINDOWED = {"card-number", "phone"}
 
 
+def luhn_ok(number: str) -> bool:
+    """The card-number checksum: order ids and timestamps of card length almost never pass it."""
+    digits = [int(c) for c in number if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_VALIDATORS = {"card-number": luhn_ok}  # built-in rules whose matches must also pass a check
+
+
 @dataclass(frozen=True)
 class _Rule:
     name: str
@@ -111,6 +125,21 @@ class _Rule:
     replacement: str
     hint: object  # callable(text) -> bool, or None
     windowed: bool = False  # only ever matches inside digit_windows()
+    validate: object = None  # callable(match text) -> bool: only matches it accepts are replaced
+
+    def subn(self, text: str) -> tuple[str, int]:
+        if self.validate is None:
+            return self.regex.subn(self.replacement, text)
+        replaced = 0
+
+        def replace(match: re.Match) -> str:
+            nonlocal replaced
+            if not self.validate(match.group(0)):
+                return match.group(0)
+            replaced += 1
+            return match.expand(self.replacement)
+
+        return self.regex.sub(replace, text), replaced
 
 
 class Redactor:
@@ -126,7 +155,8 @@ class Redactor:
             builtin = name in builtin_names
             # A literal backslash in the replacement is meant literally, not as a group reference.
             self.rules.append(_Rule(name, regex, replacement.replace("\\", "\\\\"),
-                                    _HINTS.get(name) if builtin else None, builtin and name in _WINDOWED))
+                                    _HINTS.get(name) if builtin else None, builtin and name in _WINDOWED,
+                                    _VALIDATORS.get(name) if builtin else None))
         self._custom = any(rule.hint is None and not rule.windowed for rule in self.rules)
 
     @property
@@ -168,7 +198,7 @@ class Redactor:
         for rule in self.rules:
             if rule.windowed or (rule.hint is not None and not rule.hint(text)):
                 continue
-            text, n = rule.regex.subn(rule.replacement, text)
+            text, n = rule.subn(text)
             if n:
                 counts[rule.name] += n
         if windowed:
@@ -184,7 +214,7 @@ class Redactor:
         for start, end in windows:
             chunk = text[start:end]
             for rule in rules:
-                chunk, n = rule.regex.subn(rule.replacement, chunk)
+                chunk, n = rule.subn(chunk)
                 if n:
                     counts[rule.name] += n
             pieces += [text[last:start], chunk]

@@ -93,3 +93,23 @@ def test_ordinary_numbers_survive(text):
     from collections import Counter
 
     assert redaction.get_redactor().redact_text(text, Counter()) == text
+
+
+@pytest.mark.parametrize("text", ["order 4111111111111112 shipped", "trace 1234567890123456789 done",
+                                  "ids 46038997983165 and 5500000000000005"])
+def test_card_length_ids_failing_the_luhn_check_survive(text):
+    from collections import Counter
+
+    counts = Counter()
+    assert redaction.get_redactor().redact_text(text, counts) == text
+    assert counts["card-number"] == 0
+
+
+@pytest.mark.parametrize("card", ["4111111111111111", "5500-0000-0000-0004", "3782 822463 10005",
+                                  "6011 0009 9013 9424"])
+def test_real_card_numbers_are_redacted_in_any_grouping(card):
+    from collections import Counter
+
+    counts = Counter()
+    assert redaction.get_redactor().redact_text(f"paid with {card}.", counts) == "paid with [REDACTED:card]."
+    assert counts["card-number"] == 1
