@@ -227,7 +227,7 @@ def handle_export(request, *, fmt: str, token: str) -> HttpResponse:
     result = services.ingest_spans(agent=key.agent, spans=decoded.spans)
     rejected = decoded.rejected + result.rejected
     total = sum(rejected.values())
-    _count(agent=key.agent.name, stored=result.stored, rejected=rejected)
+    _count(agent=key.agent.name, stored=result.stored, rejected=rejected, facts=result.facts)
     return _success_response(fmt, total, otlp.rejection_message(rejected) if total else "")
 
 
@@ -252,12 +252,30 @@ def _handle_in_thread(request, fmt: str, token: str) -> HttpResponse:
                                                  code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
 
 
-def _count(*, agent: str, stored: int, rejected) -> None:
-    """Prometheus counters for a stored batch (multiprocess-safe, see console.metrics)."""
+def _count(*, agent: str, stored: int, rejected, facts=None) -> None:
+    """Prometheus counters for a stored batch (multiprocess-safe, see console.metrics).
+
+    Tokens and cost count the newly stored spans only, so a re-sent batch adds nothing.
+    """
     if stored:
         metrics.INGEST_SPANS.labels(agent=agent).inc(stored)
     for reason, count in rejected.items():
         metrics.INGEST_REJECTED.labels(reason=str(reason)[:60]).inc(count)
+    usage = {}
+    for _run, inserted in (facts or {}).values():
+        for span in inserted:
+            if span.input_tokens or span.output_tokens or span.cost:
+                tokens_in, tokens_out, cost = usage.get(span.model, (0, 0, 0))
+                usage[span.model] = (tokens_in + span.input_tokens, tokens_out + span.output_tokens,
+                                     cost + span.cost)
+    for model, (tokens_in, tokens_out, cost) in usage.items():
+        model = model[:100] or "unknown"
+        if tokens_in:
+            metrics.TOKENS.labels(agent=agent, model=model, direction="input").inc(tokens_in)
+        if tokens_out:
+            metrics.TOKENS.labels(agent=agent, model=model, direction="output").inc(tokens_out)
+        if cost:
+            metrics.COST.labels(agent=agent, model=model).inc(float(cost))
 
 
 @csrf_exempt

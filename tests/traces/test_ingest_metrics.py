@@ -30,3 +30,23 @@ def test_stored_spans_requests_and_rejections_are_counted(client, agent, agent_k
     rejected = [s for m in REGISTRY.collect() if m.name == "console_ingest_rejected_spans"
                 for s in m.samples if s.name.endswith("_total")]
     assert sum(s.value for s in rejected) >= 1
+
+
+def test_tokens_and_cost_of_newly_stored_spans_are_counted_once(client, agent, agent_key):
+    labels = {"agent": "billing-bot", "model": "gpt-4o"}
+    tokens_in = _value("console_tokens_total", direction="input", **labels)
+    tokens_out = _value("console_tokens_total", direction="output", **labels)
+    cost = _value("console_cost_usd_total", **labels)
+    trace = helpers.new_trace_id()
+    llm = helpers.make_span(trace, name="chat gpt-4o", attrs={
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200})
+    body = helpers.body_of(llm)
+
+    assert helpers.post(client, body, key=agent_key).status_code == 200
+    assert helpers.post(client, body, key=agent_key).status_code == 200  # a retry stores nothing new
+
+    assert _value("console_tokens_total", direction="input", **labels) - tokens_in == 1000
+    assert _value("console_tokens_total", direction="output", **labels) - tokens_out == 200
+    # list price of gpt-4o: 2.50 USD per 1M input tokens, 10.00 per 1M output tokens
+    assert _value("console_cost_usd_total", **labels) - cost == pytest.approx(0.0025 + 0.002)
