@@ -265,13 +265,19 @@ def _after_change(req: ApprovalRequest) -> None:
 
 def claim_request(*, request_id: int, reviewer, now: datetime | None = None,
                   minutes: int = CLAIM_MINUTES) -> ApprovalRequest:
-    """Take (or extend your own) claim for ``minutes``; pauses escalation. Raises AlreadyClaimed/AlreadyDecided."""
+    """Take (or extend your own) claim for ``minutes``; pauses escalation. Raises AlreadyClaimed/AlreadyDecided,
+    and SameReviewer for a reviewer who already decided it (four eyes: their claim would only hold back the
+    reminders to the reviewer who must give the other approval)."""
     now = now or timezone.now()
     req = _load(request_id)
     if not may_decide(reviewer, req):
         raise NotReviewer(req)
     free = Q(claimed_by__isnull=True) | Q(claimed_until__lte=now) | Q(claimed_by=reviewer)
     with transaction.atomic():
+        # The row lock orders this against a decision in flight, so its Decision row is seen.
+        list(ApprovalRequest.objects.select_for_update().filter(pk=request_id).values_list("pk", flat=True))
+        if req.decisions.filter(reviewer=reviewer).exists():
+            raise SameReviewer(req)
         won = ApprovalRequest.objects.filter(free, pk=request_id, status=Status.PENDING).update(
             claimed_by=reviewer, claimed_until=now + timedelta(minutes=minutes))
         req = _load(request_id)

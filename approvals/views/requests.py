@@ -257,6 +257,8 @@ def claim(request, pk):
         return _card_answer(request, exc.request, conflict=str(exc), status=409)
     except services.AlreadyDecided as exc:
         return _card_answer(request, exc.request, conflict=str(exc), status=409)
+    except services.SameReviewer as exc:
+        return _card_answer(request, exc.request, conflict=str(exc), status=409)
     except services.NotReviewer as exc:
         raise PermissionDenied(str(exc)) from exc
     return _card_answer(request, req)
