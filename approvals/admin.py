@@ -3,27 +3,11 @@ from django.contrib import admin
 from approvals import models
 
 
-class LevelInline(admin.TabularInline):
-    model = models.EscalationLevel
-    extra = 0
-
-
-@admin.register(models.EscalationMatrix)
-class EscalationMatrixAdmin(admin.ModelAdmin):
-    inlines = [LevelInline]
-
-
-@admin.register(models.GuardianRule)
-class GuardianRuleAdmin(admin.ModelAdmin):
-    list_display = ["order", "name", "enabled", "agent", "action_pattern", "outcome", "queue"]
-    list_display_links = ["name"]
-
-
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Look only: a request's state and its decisions change through the services (four eyes, the digest
-    binding, the audit log); an edit here would bypass all three."""
+    """Look only: every approvals write goes through the services (four eyes, the digest binding, the
+    exactly-once ledgers, the audit log); an edit here would bypass them all."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -33,6 +17,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class LevelInline(admin.TabularInline):
+    model = models.EscalationLevel
+    extra = 0
+    has_add_permission = ReadOnlyAdmin.has_add_permission
+    has_change_permission = ReadOnlyAdmin.has_change_permission
+    has_delete_permission = ReadOnlyAdmin.has_delete_permission
+
+
+@admin.register(models.EscalationMatrix)
+class EscalationMatrixAdmin(ReadOnlyAdmin):
+    inlines = [LevelInline]
+
+
+@admin.register(models.GuardianRule)
+class GuardianRuleAdmin(ReadOnlyAdmin):
+    list_display = ["order", "name", "enabled", "agent", "action_pattern", "outcome", "queue"]
+    list_display_links = ["name"]
+
+
 @admin.register(models.ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyAdmin):
     list_display = ["id", "agent", "action", "risk", "status", "queue", "due_at", "decider"]
@@ -40,6 +43,5 @@ class ApprovalRequestAdmin(ReadOnlyAdmin):
     raw_id_fields = ["agent", "matched_rule", "claimed_by", "decided_by"]
 
 
-admin.site.register(models.Decision, ReadOnlyAdmin)
-admin.site.register([models.Queue, models.SlaPolicy, models.EscalationFiring,
-                     models.Delivery, models.DeliveryAttempt])
+admin.site.register([models.Queue, models.SlaPolicy, models.Decision, models.EscalationFiring,
+                     models.Delivery, models.DeliveryAttempt], ReadOnlyAdmin)

@@ -62,3 +62,20 @@ def test_admin_site_cannot_reattribute_a_first_approval_to_give_the_second(super
     with pytest.raises(SameReviewer):
         decide_request(request_id=req.pk, reviewer=first, verdict="approve", reason="again")
     assert ApprovalRequest.objects.get(pk=req.pk).status == Status.PENDING
+
+
+def test_admin_site_cannot_drop_a_four_eyes_policy_unaudited(superuser_client):
+    from approvals.models import GuardianRule, Queue, SlaPolicy
+    from approvals.services import set_sla_policy
+
+    client, user = superuser_client
+    queue = make_queue("payments")
+    policy = set_sla_policy(queue_id=queue.pk, risk="critical", minutes=10, actor="admin", required_approvals=2)
+    rule = make_rule(name="two", action_pattern="refund", queue=queue, required_approvals=2)
+    client.post(f"/django-admin/approvals/slapolicy/{policy.pk}/change/",
+                {"queue": queue.pk, "risk": "critical", "minutes": 10, "required_approvals": 1})
+    client.post(f"/django-admin/approvals/guardianrule/{rule.pk}/delete/", {"post": "yes"})
+    client.post(f"/django-admin/approvals/queue/{queue.pk}/delete/", {"post": "yes"})
+    assert SlaPolicy.objects.get(pk=policy.pk).required_approvals == 2
+    assert GuardianRule.objects.filter(pk=rule.pk, required_approvals=2).exists()
+    assert Queue.objects.filter(pk=queue.pk).exists()
