@@ -10,6 +10,9 @@ their DB connection back at once, and the wait itself is an
 ``asyncio.Event`` (``approvals.waiters``). The answer is the same JSON as
 the django-ninja endpoint (``approvals.api.ApprovalOut``), which still
 serves every other request (including ``wait=0`` and invalid ``wait``).
+Once the first read has shown the request is the agent's own, the answer a
+decision's message carries (rendered once from the committed row) is sent as
+is: no second trip to the executor and the database.
 
 Mount in ``console/asgi.py``: ``"http": approvals.asgi.long_poll(django_asgi_app)``.
 """
@@ -84,6 +87,12 @@ def _read(agent, pk: int) -> tuple[str | None, bytes]:
     return (None, b"") if req is None else (req.status, _answer_json(req))
 
 
+def _carried_answer(message: dict) -> tuple[str, bytes] | None:
+    """The answer a decision's message carries (``approvals.live.notify_waiters``), if any."""
+    body = message.get("body")
+    return (message.get("status"), body.encode()) if isinstance(body, str) else None
+
+
 async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), *extra_headers]
@@ -102,7 +111,8 @@ async def serve_wait(scope, send, pk: int, wait: float) -> None:
         return
     read = _released(_read)
     status, body = await waiters.wait_until_decided(pk, wait, lambda: read(agent, pk),
-                                                    lambda r: r[0] is None or r[0] != Status.PENDING)
+                                                    lambda r: r[0] is None or r[0] != Status.PENDING,
+                                                    from_message=_carried_answer)
     if status is None:
         await _respond(send, 404, json.dumps({"detail": "No such approval request for this agent."}).encode())
         return

@@ -72,17 +72,41 @@ def notify_waiters(request_id: int, status: str) -> bool:
     """
     from approvals import waiters
 
-    waiters.wake_local(request_id)
+    message = {"id": int(request_id), "status": status, "sent_at": time.time()}
+    body = _answer_body(request_id, status)
+    if body is not None:
+        message["body"] = body
+    waiters.wake_local(request_id, message)
     url = getattr(settings, "REDIS_URL", None)
     if not url:
         return True  # the embedded mode: one process, woken above
-    message = json.dumps({"id": int(request_id), "status": status, "sent_at": time.time()})
     try:
-        _publisher(url).publish(waiters.decided_channel(), message)
+        _publisher(url).publish(waiters.decided_channel(), json.dumps(message))
     except Exception:  # noqa: BLE001 - a waiter still gets the answer at its next re-read
         log.warning("waking waiters of approval %s failed", request_id, exc_info=True)
         return False
     return True
+
+
+MAX_CARRIED_BODY = 16 * 1024  # larger answers are read by the waiter from the database
+
+
+def _answer_body(request_id: int, status: str) -> str | None:
+    """The API's answer for a decided request, rendered once from the committed row, for waiters to send as is."""
+    from approvals.api import ApprovalOut, _answerable, answer
+    from approvals.models import Status
+
+    if status == Status.PENDING:
+        return None
+    try:
+        req = _answerable().filter(pk=request_id).first()
+        if req is None or req.status != status:
+            return None  # changed again since: let the waiters read it
+        body = ApprovalOut(**answer(req)).model_dump_json()
+    except Exception:  # noqa: BLE001 - the waiters read the row instead
+        log.warning("rendering the answer of approval %s for its waiters failed", request_id, exc_info=True)
+        return None
+    return body if len(body) <= MAX_CARRIED_BODY else None
 
 
 _publishers: dict[str, object] = {}

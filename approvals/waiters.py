@@ -20,6 +20,10 @@ How a decision reaches a waiter, and why none is lost:
 - A slow re-read every ``RECHECK_S`` stays as the safety net (a connection that
   died silently); without Redis, or while the listener cannot subscribe, waiters
   re-read every ``POLL_S``.
+- A final decision's message may carry the answer itself (rendered from the
+  committed row): a waiter whose first read showed the request is its own may
+  answer with it (``from_message``) instead of reading the row again. Decisions
+  are final, so such a message never goes stale.
 
 Without ``REDIS_URL`` (the embedded mode, one process) only the direct wake-up runs.
 """
@@ -65,6 +69,7 @@ class _Listener:
     def __init__(self, loop: asyncio.AbstractEventLoop, redis_url: str | None):
         self.loop, self.redis_url = loop, redis_url
         self.events: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self.messages: dict[int, dict] = {}  # the last message about each request someone here waits on
         self.subscribed = asyncio.Event()
         self.subscriptions = 0  # confirmed subscriptions so far (1 + reconnections)
         self.name = f"console-approval-waiters-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -90,9 +95,15 @@ class _Listener:
             events.discard(event)
             if not events:
                 del self.events[pk]
+                self.messages.pop(pk, None)
 
-    def wake(self, pk: int) -> None:
-        for event in self.events.get(pk, ()):
+    def wake(self, pk: int, message: dict | None = None) -> None:
+        events = self.events.get(pk)
+        if not events:
+            return
+        if message is not None:
+            self.messages[pk] = message
+        for event in events:
             event.set()
 
     def wake_all(self) -> None:
@@ -156,7 +167,7 @@ class _Listener:
             return
         if observe is not None:
             observe(pk, message)
-        self.wake(pk)
+        self.wake(pk, message)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -189,7 +200,7 @@ def _listener() -> _Listener:
     return listener
 
 
-def wake_local(pk: int) -> None:
+def wake_local(pk: int, message: dict | None = None) -> None:
     """Wake this process's waiters on ``pk`` at once, from any thread (the decision was made here)."""
     with _listeners_lock:
         listeners = list(_listeners.values())
@@ -201,19 +212,22 @@ def wake_local(pk: int) -> None:
         if pk not in listener.events:
             continue
         if listener.loop is running:
-            listener.wake(pk)
+            listener.wake(pk, message)
         else:
             try:
-                listener.loop.call_soon_threadsafe(listener.wake, pk)
+                listener.loop.call_soon_threadsafe(listener.wake, pk, message)
             except RuntimeError:  # that loop is closed
                 pass
 
 
-async def wait_until_decided(pk: int, wait: float, load: Callable[[], Awaitable], is_final: Callable) -> object:
+async def wait_until_decided(pk: int, wait: float, load: Callable[[], Awaitable], is_final: Callable,
+                             from_message: Callable[[dict], object] | None = None) -> object:
     """``load()`` once, then again after each wake-up until ``is_final(result)`` or ``wait`` seconds end.
 
     Never misses a decision: the wake-up is registered before the first ``load()``, and a waiter
     re-reads at least every RECHECK_S (every POLL_S while the listener is not subscribed).
+    ``from_message(message)`` may turn the message that woke the waiter into the result (None: read
+    instead); it is asked only after a first ``load()`` that was not final.
     """
     if wait <= 0:
         return await load()
@@ -235,7 +249,9 @@ async def wait_until_decided(pk: int, wait: float, load: Callable[[], Awaitable]
             except TimeoutError:
                 pass
             event.clear()  # before the read: a wake-up arriving during the read is kept
-            current = await load()
+            message = listener.messages.get(pk) if from_message is not None else None
+            carried = from_message(message) if message is not None else None
+            current = carried if carried is not None and is_final(carried) else await load()
         return current
     finally:
         listener.unregister(pk, event)

@@ -51,7 +51,7 @@ def no_recheck(monkeypatch):
 @pytest.fixture
 def other_process(monkeypatch):
     """Decisions arrive only through Redis, as when another process makes them."""
-    monkeypatch.setattr(waiters, "wake_local", lambda pk: None)
+    monkeypatch.setattr(waiters, "wake_local", lambda pk, message=None: None)
 
 
 @pytest.fixture
@@ -253,6 +253,8 @@ async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_
     assert sent[0]["status"] == 200
     body = json.loads(sent[1]["body"])
     assert (body["status"], body["arguments"]) == ("approved", {"amount": 3})
+    assert body["decided_by"] == admin_user.username
+    assert body == json.loads((await asgi._released(real_read)(agent, req.pk))[1])  # what a read answers now
 
 
 async def test_a_decision_made_in_this_process_wakes_its_waiter_without_redis(agent, admin_user, no_recheck,
