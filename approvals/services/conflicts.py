@@ -417,6 +417,8 @@ def arbitrate_conflict(*, request_id: int, reviewer, choice: str, reason: str,
     with transaction.atomic():
         if req.resource:
             lock_resource(req.resource)
+            # Under the lock: a release committed meanwhile may have re-pointed it to another holder.
+            req = ApprovalRequest.objects.select_related("queue", "conflict_with").get(pk=request_id)
         held = ApprovalRequest.objects.filter(pk=request_id, status=Status.PENDING,
                                               conflict_state=ConflictState.HELD)
         other = ApprovalRequest.objects.filter(pk=req.conflict_with_id).first() if req.conflict_with_id else None
