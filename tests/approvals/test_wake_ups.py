@@ -213,10 +213,12 @@ async def test_a_decision_published_while_the_listener_reconnects_still_reaches_
     assert listener.subscribed.is_set()
 
 
-async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_its_wait(agent, agent_key,
-                                                                                       admin_user, no_recheck,
-                                                                                       other_process, monkeypatch,
-                                                                                       delivered):
+@pytest.mark.parametrize("edited, reads_after_wake", [
+    ({"amount": 3}, 0),  # the message carries the answer: sent as is
+    ({"amount": 3, "note": "x" * 20_000}, 1),  # too large to carry: read from the database
+], ids=["answer carried", "answer read"])
+async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_its_wait(
+        agent, agent_key, admin_user, no_recheck, other_process, monkeypatch, delivered, edited, reads_after_wake):
     from approvals import asgi
 
     req = await sync_to_async(make_request)(agent=agent, risk="high")
@@ -227,8 +229,7 @@ async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_
         answer = real_read(agent, pk)
         reads.append(answer[0])
         if len(reads) == 1:
-            decide_request(request_id=pk, reviewer=admin_user, verdict="modify", reason="less",
-                           arguments={"amount": 3})
+            decide_request(request_id=pk, reviewer=admin_user, verdict="modify", reason="less", arguments=edited)
             delivered(pk)
         return answer
 
@@ -245,14 +246,15 @@ async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_
     async def inner(scope, receive, send):
         raise AssertionError("a waiting read must not reach Django")
 
-    scope = {"type": "http", "method": "GET", "path": f"/api/v1/approvals/{req.pk}", "query_string": f"wait={NEVER}".encode(),
-             "headers": [(b"authorization", f"Bearer {agent_key}".encode())]}
+    scope = {"type": "http", "method": "GET", "path": f"/api/v1/approvals/{req.pk}",
+             "query_string": f"wait={NEVER}".encode(), "headers": [(b"authorization", f"Bearer {agent_key}".encode())]}
     await asyncio.wait_for(long_poll(inner)(scope, receive, send), timeout=HANG)
 
     assert reads[0] == Status.PENDING
+    assert len(reads) == 1 + reads_after_wake
     assert sent[0]["status"] == 200
     body = json.loads(sent[1]["body"])
-    assert (body["status"], body["arguments"]) == ("approved", {"amount": 3})
+    assert (body["status"], body["arguments"]) == ("approved", edited)
     assert body["decided_by"] == admin_user.username
     assert body == json.loads((await asgi._released(real_read)(agent, req.pk))[1])  # what a read answers now
 
