@@ -119,7 +119,12 @@ class _Listener:
         client = redis.Redis.from_url(self.redis_url, client_name=self.name, socket_connect_timeout=5,
                                       socket_keepalive=True)
         pubsub = client.pubsub()
-        await pubsub.subscribe(decided_channel())
+        try:
+            await pubsub.subscribe(decided_channel())
+        except BaseException:
+            await _quietly(pubsub.aclose())
+            await _quietly(client.aclose())
+            raise
         return client, pubsub
 
     async def _listen(self) -> None:
