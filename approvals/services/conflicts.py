@@ -225,6 +225,8 @@ def _stable_holder(resource: str, *, now: datetime) -> ApprovalRequest | None:
         if again is not None and again.pk == holder.pk:
             return again
         holder = again
+    if holder is not None:
+        key_share(holder.pk)  # still moving after five looks: lock the last one seen, as every other path does
     return holder
 
 
