@@ -28,11 +28,17 @@ class AsgiServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off",
-                                log_level="warning", ws="websockets-sansio")
+                                log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=3)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="asgi-test-server", daemon=True)
 
     def start(self):
+        from channels.layers import channel_layers
+
+        # A channel layer of this server's own: channels_redis binds receive() to one event
+        # loop, and an earlier server whose thread outlived its stop() under load may still
+        # hold a receive on the process-wide layer ("Two event loops are trying to receive()").
+        channel_layers.backends.clear()
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
