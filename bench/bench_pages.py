@@ -83,7 +83,7 @@ PENDING_SQL = """
 INSERT INTO approvals_approvalrequest (agent_id, action, arguments, arguments_digest, summary, risk, trace_id,
     span_id, resource, prompt_name, prompt_version, status, reason, queue_id, required_approvals, due_at, decider,
     final_digest, escalation_snapshot, breach_action, escalation_epoch, escalation_started_at, escalation_step,
-    next_escalation_at, created_at, execution_error)
+    next_escalation_at, created_at, execution_error, conflict_state, conflict_rule, arbitration, arbitration_reason)
 SELECT (SELECT array_agg(id ORDER BY id) FROM agents_agent)[1 + g %% {agents}], 'refunds.issue',
     jsonb_build_object('amount', g %% 2000, 'customer', 'crm:customer:' || g, 'currency', 'EUR'), md5('a' || g) ||
     md5('b' || g), 'Refund order ' || (10000 + g) || ' for a delayed shipment',
@@ -91,7 +91,7 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM agents_agent)[1 + g %% {agents}], 
     'pending', '', (SELECT array_agg(id ORDER BY id) FROM approvals_queue WHERE name LIKE 'bench-%%')[1 + g %% 4], 1,
     now() + make_interval(mins => 10 + g %% 1440), '', '',
     '{{"matrix_id": null, "breach_action": "keep_pending_and_page", "levels": []}}'::jsonb, 'keep_pending_and_page',
-    0, now(), 0, now() + interval '1 day', now() - make_interval(secs => g), ''
+    0, now(), 0, now() + interval '1 day', now() - make_interval(secs => g), '', '', '', '', ''
 FROM generate_series(1, {n}) g
 """
 
@@ -131,7 +131,8 @@ def load_data(env) -> str:
         start = db.execute("SELECT now() - interval '1 hour'").fetchone()[0]
         db.execute(SPANS_SQL, {"run": run_id, "n": SPANS, "start": start})
         for i in range(4):
-            db.execute("INSERT INTO approvals_queue (name, description, created_at) VALUES (%s, '', now())",
+            db.execute("INSERT INTO approvals_queue (name, description, created_at, conflict_rule) "
+                       "VALUES (%s, '', now(), 'ask_human')",
                        [f"bench-{i}"])
         db.execute(PENDING_SQL.format(n=PENDING, agents=AGENTS).replace("%%", "%"))
         for table in ("traces_run", "traces_span", "approvals_approvalrequest"):
