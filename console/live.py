@@ -54,6 +54,22 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     _server_loop = loop
 
 
+_TRACEBACK_EVERY_S = 30.0
+_last_traceback = 0.0
+
+
+def _push_failed(group: str, exc: BaseException) -> None:
+    """One line per failed push; the full traceback at most every 30 s, so an outage of the
+    channel layer does not bury the log under identical tracebacks."""
+    global _last_traceback
+    now = time.monotonic()
+    if now - _last_traceback >= _TRACEBACK_EVERY_S:
+        _last_traceback = now
+        log.warning("live push to %s failed", group, exc_info=exc)
+    else:
+        log.warning("live push to %s failed: %r", group, exc)
+
+
 def send_to_group(group: str, html: str) -> bool:
     """Send a fragment to every browser subscribed to ``group``; False if it failed.
 
@@ -77,8 +93,8 @@ def send_to_group(group: str, html: str) -> bool:
             asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _server_loop).result(timeout=5)
         else:
             async_to_sync(layer.group_send)(group, message)
-    except Exception:  # noqa: BLE001 - live updates are best effort by design
-        log.warning("live push to %s failed", group, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - live updates are best effort by design
+        _push_failed(group, exc)
         return False
     return True
 
@@ -89,8 +105,8 @@ async def asend_to_group(group: str, html: str) -> bool:
         return False
     try:
         await layer.group_send(group, {"type": "fragment", "html": html})
-    except Exception:  # noqa: BLE001
-        log.warning("live push to %s failed", group, exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        _push_failed(group, exc)
         return False
     return True
 

@@ -56,3 +56,23 @@ def test_a_push_from_inside_the_loop_is_scheduled_not_blocking(server_loop):
 
     assert asyncio.run_coroutine_threadsafe(from_async_code(), server_loop).result(5) is True
     assert _receive(server_loop, layer, channel)["html"] == "<p id=y>2</p>"
+
+
+def test_an_outage_logs_one_traceback_then_one_line_per_failed_push(monkeypatch, caplog):
+    import logging
+
+    from console import live
+
+    class Broken:
+        async def group_send(self, group, message):
+            raise ConnectionError("channel layer down")
+
+    monkeypatch.setattr(live, "get_channel_layer", lambda: Broken())
+    monkeypatch.setattr(live, "_last_traceback", 0.0)
+    with caplog.at_level(logging.WARNING, logger="console.live"):
+        results = [live.send_to_group("dashboard", "<p>x</p>") for _ in range(5)]
+    assert results == [False] * 5
+    failures = [r for r in caplog.records if "live push to dashboard failed" in r.getMessage()]
+    assert len(failures) == 5
+    assert sum(1 for r in failures if r.exc_info) == 1
+    assert "ConnectionError('channel layer down')" in failures[-1].getMessage()
