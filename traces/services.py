@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -51,7 +52,12 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built 
 
 
 def _dumps(value) -> str:
-    return _ENCODER.encode(value)
+    """Compact JSON text: orjson (a fifth of the stdlib's time), the stdlib for what orjson refuses
+    (integers past 64 bits, lone surrogates, non-string keys, nesting past 255 levels)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _ENCODER.encode(value)
 
 
 def _without_nul(value):
