@@ -297,20 +297,31 @@ async def _otlp_traces(request):
             415, f"Unsupported Content-Type {request.content_type!r}; use application/x-protobuf or application/json.",
         ))
     try:
-        token = _bearer(request)
-        declared = request.META.get("CONTENT_LENGTH") or ""
-        if declared.isdigit() and int(declared) > settings.OTLP_MAX_BODY_BYTES:
-            raise IngestError(413, f"Request body exceeds {settings.OTLP_MAX_BODY_BYTES} bytes.",
-                              code=code_pb2.RESOURCE_EXHAUSTED)
+        token = _checked_token(request, request.META.get("CONTENT_LENGTH") or "")
     except IngestError as error:
         return _status_response(fmt, error)
+    return await _in_ingest_slot(fmt, lambda: sync_to_async(_handle_in_thread, thread_sensitive=True)(
+        request, fmt, token))
+
+
+def _checked_token(request, declared_length: str) -> str:
+    """The bearer token (401 without one); 413 at once when the declared body size is over the limit."""
+    token = _bearer(request)
+    if declared_length.isdigit() and int(declared_length) > settings.OTLP_MAX_BODY_BYTES:
+        raise IngestError(413, f"Request body exceeds {settings.OTLP_MAX_BODY_BYTES} bytes.",
+                          code=code_pb2.RESOURCE_EXHAUSTED)
+    return token
+
+
+async def _in_ingest_slot(fmt: str, store):
+    """Run ``store()`` holding one of this process's ingest slots; 503 with Retry-After when none frees up."""
     live.use_event_loop(asyncio.get_running_loop())
     slots = _ingest_slots()
     if not await _acquire_slot(slots):
         return _status_response(fmt, IngestError(503, "The console is at its ingest capacity; retry later.",
                                                  code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
     try:
-        return await sync_to_async(_handle_in_thread, thread_sensitive=True)(request, fmt, token)
+        return await store()
     finally:
         slots.release()
 
@@ -406,24 +417,14 @@ async def _export(scope, receive, headers: _Headers, fmt: str | None, content_ty
     limit = settings.OTLP_MAX_BODY_BYTES
     too_large = IngestError(413, f"Request body exceeds {limit} bytes.", code=code_pb2.RESOURCE_EXHAUSTED)
     try:
-        token = _bearer(_AsgiRequest(headers, b""))
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_large
+        token = _checked_token(_AsgiRequest(headers, b""), headers.get("content-length", ""))
     except IngestError as error:
         return _status_response(fmt, error)
     body = await _receive_body(receive, limit)
     if body is None:
         return _status_response(fmt, too_large)
-    live.use_event_loop(asyncio.get_running_loop())
-    slots = _ingest_slots()
-    if not await _acquire_slot(slots):
-        return _status_response(fmt, IngestError(503, "The console is at its ingest capacity; retry later.",
-                                                 code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
-    try:
-        return await sync_to_async(_handle_released, thread_sensitive=False)(_AsgiRequest(headers, body), fmt, token)
-    finally:
-        slots.release()
+    return await _in_ingest_slot(fmt, lambda: sync_to_async(_handle_released, thread_sensitive=False)(
+        _AsgiRequest(headers, body), fmt, token))
 
 
 def fast_path(app):
