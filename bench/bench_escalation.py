@@ -13,12 +13,9 @@ Run: ``.venv/bin/python -m bench escalation``.
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 
-from bench.common import (ROOT, WORK, Result, bench_env, database_url, load_average, manage, percentile,
+from bench.common import (CeleryWorker, Result, bench_env, database_url, load_average, manage, percentile,
                           reset_named_database)
 
 REQUESTS = int(os.environ.get("BENCH_ESCALATION_REQUESTS", "300"))
@@ -85,36 +82,6 @@ SNAPSHOT = {"matrix_id": None, "breach_action": "keep_pending_and_page", "levels
 ]}
 
 
-class CeleryWorker:
-    """``celery -A console worker -B`` (beat inside) in its own process group, logging to a file."""
-
-    def __init__(self, env: dict):
-        self.env, self.log_path = env, WORK / "escalation-celery.log"
-        self.proc = None
-
-    def __enter__(self):
-        WORK.mkdir(parents=True, exist_ok=True)
-        schedule = WORK / "escalation-beat-schedule"
-        for stale in WORK.glob("escalation-beat-schedule*"):
-            stale.unlink()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "console", "worker", "-B", "-s", str(schedule),
-                 "--loglevel=INFO", "--concurrency=2", "-n", f"bench-escalation-{os.getpid()}@%h"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-
 def _marker(stdout: str, name: str):
     for line in stdout.splitlines():
         if line.startswith(name + "="):
@@ -138,7 +105,7 @@ def run() -> list[Result]:
     out = manage("shell", "-c", SETUP.format(snapshot=json.dumps(SNAPSHOT)), env=env)
     canary = _marker(out.stdout, "CANARY")
     gap = SPREAD_S / max(REQUESTS - 1, 1)
-    with psycopg.connect(url, autocommit=True) as conn, CeleryWorker(env) as worker:
+    with psycopg.connect(url, autocommit=True) as conn, CeleryWorker(env, "escalation") as worker:
         deadline = time.monotonic() + 180
         while canary not in _firings(conn):  # the worker is up and its beat runs the sweep
             if worker.proc.poll() is not None or time.monotonic() > deadline:

@@ -19,7 +19,6 @@ Not part of ``python -m bench all`` (it takes ten minutes): ``python -m bench so
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (ROOT, WORK, Result, Server, bench_env, create_staff, database_url, load_average, login,
+from bench.common import (ROOT, WORK, CeleryWorker, Result, Server, bench_env, create_staff, database_url, load_average, login,
                           manage, port_is_free, reset_named_database)
 
 DB_URL = os.environ.get("BENCH_SOAK_DATABASE_URL", database_url("soak"))
@@ -73,42 +72,6 @@ def rss_mib(pids: list[int]) -> float:
         except OSError:
             pass  # exited meanwhile (a recycled pool child)
     return round(total_kb / 1024, 1)
-
-
-class Celery:
-    """``celery -A console worker -B`` in its own process group, logging to a file."""
-
-    def __init__(self, env: dict):
-        self.env, self.log_path = env, WORK / "soak-celery.log"
-        self.proc = None
-
-    def __enter__(self):
-        WORK.mkdir(parents=True, exist_ok=True)
-        schedule = WORK / "soak-beat-schedule"
-        for stale in WORK.glob("soak-beat-schedule*"):
-            stale.unlink()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "console", "worker", "-B", "-s", str(schedule),
-                 "--loglevel=INFO", "--concurrency=2", "-n", f"soak-{os.getpid()}@%h"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while "ready." not in self.log_path.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"the Celery worker did not start; see {self.log_path}")
-            time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: finish the running job
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 # --- live sockets ------------------------------------------------------------------------------
@@ -222,7 +185,7 @@ def run() -> list[Result]:
     health_failures, health_checks, loads = 0, 0, []
     metrics_first = metrics_last = {}
     fleet_log = WORK / "soak-simulate.log"
-    with Server(port=PORT, workers=2, env=env) as server, Celery(env) as celery:
+    with Server(port=PORT, workers=2, env=env) as server, CeleryWorker(env, "soak", wait_ready=True) as celery:
         client = login(server.url, "soak-operator")
         watcher = LiveWatcher(server.url, dict(client.cookies))
         client.close()

@@ -7,6 +7,7 @@ process. ``python -m bench all`` runs every module; ``python -m bench NAME`` one
 
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -318,3 +319,41 @@ def load_summary(senders: list[PacedSender], target: float) -> str:
     ran_out = any(sender.ran_out for sender in senders)
     return (f"background {achieved:,.0f} spans/s acknowledged (target {target:g}), {failures} non-200"
             f"{', ran out of fresh spans and resent some' if ran_out else ''}")
+
+
+class CeleryWorker:
+    """``celery -A console worker -B`` (beat inside) in its own process group, logging to
+    ``bench/.work/<name>-celery.log``; ``wait_ready`` waits for the worker's "ready." line."""
+
+    def __init__(self, env: dict, name: str, *, wait_ready: bool = False):
+        self.env, self.name, self.wait_ready = env, name, wait_ready
+        self.log_path = WORK / f"{name}-celery.log"
+        self.proc = None
+
+    def __enter__(self):
+        WORK.mkdir(parents=True, exist_ok=True)
+        schedule = WORK / f"{self.name}-beat-schedule"
+        for stale in WORK.glob(f"{self.name}-beat-schedule*"):
+            stale.unlink()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "console", "worker", "-B", "-s", str(schedule),
+                 "--loglevel=INFO", "--concurrency=2", "-n", f"bench-{self.name}-{os.getpid()}@%h"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while self.wait_ready and "ready." not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"the Celery worker did not start; see {self.log_path}")
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: finish the running job
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
