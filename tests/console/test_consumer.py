@@ -1,12 +1,29 @@
 """The live consumer: permission on connect, and a clean refusal when the channel layer is down."""
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+
+from django.db import connections
 
 from console.consumers import LiveConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_the_consumers_database_connection():
+    """Close the connection the consumer's permission check opened in asgiref's sync thread.
+
+    A served consumer closes it itself (``database_sync_to_async`` runs ``close_old_connections``
+    after each call), but ``channels.testing`` turns ``close_old_connections`` into a no-op while a
+    communicator sends or receives, so that it cannot close the test's own connection. The sync
+    thread's connection then stays open to the end of the session and PostgreSQL refuses to drop the
+    test database ("is being accessed by other users").
+    """
+    yield
+    await sync_to_async(connections.close_all)()  # thread-sensitive: the same thread the consumer used
 
 
 def _communicator(user, topic="dashboard"):
