@@ -1,0 +1,63 @@
+"""What a user meets walking the console in a real browser: pages that stay readable
+with whatever an agent sends, keyboard review, links a role may follow."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from approvals.models import Queue
+from console.roles import Role
+from tests import factories
+from tests.browser.conftest import login
+from traces.models import Run, Span
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT_WIDTH = 1280
+
+
+def _agent_client(server, name="deploy-bot"):
+    agent = factories.make_agent(name)
+    _key, plain = factories.make_key(agent)
+    return agent, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {plain}"}, timeout=45)
+
+
+def _page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def test_long_unbroken_agent_content_wraps_instead_of_widening_the_page(asgi_server, page):
+    admin = factories.make_user(Role.ADMIN, username="ada")
+    Queue.objects.create(name="default").members.set([admin])
+    agent, agent_http = _agent_client(asgi_server)
+    response = agent_http.post("/api/v1/approvals", json={
+        "action": "deploy." + "averylongactionname" * 10, "risk": "high",
+        "summary": "S" * 1500, "resource": "svc:" + "r" * 290,
+        "arguments": {"k" * 300: "v" * 3000},
+    })
+    assert response.status_code == 201, response.text
+    request_id = response.json()["id"]
+    now = timezone.now()
+    run = Run.objects.create(trace_id="ab" * 16, agent=agent, name="N" * 300, task="T" * 500, status="ok",
+                             root_ended=True, started_at=now, ended_at=now + timedelta(seconds=3),
+                             duration_ms=3000, span_count=1, last_seq=1)
+    Span.objects.create(run=run, span_id="1" * 16, name="N" * 300, kind="tool", tool_name="t" * 200,
+                        start_time=now, end_time=now + timedelta(seconds=3), duration_ms=3000, seq=1,
+                        received_at=now, input_text="I" * 5000, tool_arguments={"q": "z" * 3000})
+
+    page.set_viewport_size({"width": VIEWPORT_WIDTH, "height": 900})
+    login(page, asgi_server, "ada", factories.PASSWORD)
+    for path in ("/approvals/", f"/approvals/{request_id}/", "/runs/", f"/runs/{run.trace_id}/", "/audit/"):
+        page.goto(f"{asgi_server.url}{path}")
+        expect(page.locator("h1")).to_be_visible()
+        assert _page_width(page) <= VIEWPORT_WIDTH, f"{path} is wider than the window"
+    # The short columns keep their words whole next to a long run name.
+    page.goto(f"{asgi_server.url}/runs/")
+    agent_cell = page.locator("tr.run-row", has_text="N" * 50).locator("td").first
+    expect(agent_cell).to_have_text(agent.name)
+    lines = agent_cell.evaluate("e => { const r = document.createRange(); r.selectNodeContents(e);"
+                                " return new Set(Array.from(r.getClientRects(), c => Math.round(c.top))).size; }")
+    assert lines == 1, "the agent name is broken over lines"
