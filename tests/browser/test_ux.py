@@ -61,3 +61,26 @@ def test_long_unbroken_agent_content_wraps_instead_of_widening_the_page(asgi_ser
     lines = agent_cell.evaluate("e => { const r = document.createRange(); r.selectNodeContents(e);"
                                 " return new Set(Array.from(r.getClientRects(), c => Math.round(c.top))).size; }")
     assert lines == 1, "the agent name is broken over lines"
+
+
+@pytest.mark.parametrize("role, shown, hidden", [
+    (Role.REVIEWER, "My queue", "Overview"),
+    (Role.OPERATOR, "Overview", "My queue"),
+])
+def test_the_approvals_tile_links_only_to_pages_the_role_may_open_also_after_a_live_push(
+        asgi_server, page, role, shown, hidden):
+    from console import dashboard
+
+    factories.make_user(role, username="vic")
+    login(page, asgi_server, "vic", factories.PASSWORD)
+    tile = page.locator("#tile-approvals")
+    expect(page.locator("#live-status")).to_have_text("live")
+    for _ in range(2):  # as rendered for this user, then as pushed to every viewer
+        expect(tile.get_by_role("link", name=shown)).to_be_visible()
+        expect(tile.get_by_role("link", name=hidden)).to_be_hidden()
+        assert tile.locator("p.hint").evaluate("e => e.innerText").strip() == shown
+        page.evaluate("document.getElementById('tile-approvals').setAttribute('data-stale', '1')")
+        dashboard.push_tiles()
+        expect(page.locator("#tile-approvals:not([data-stale])")).to_be_attached()
+    href = tile.get_by_role("link", name=shown).get_attribute("href")
+    assert page.goto(f"{asgi_server.url}{href}").status == 200
