@@ -45,6 +45,17 @@
   document.addEventListener("DOMContentLoaded", tickCountdowns);
   document.addEventListener("htmx:afterSettle", tickCountdowns);
 
+  // A form answered with field errors: move focus to the first bad field, so a keyboard user
+  // (who pressed a shortcut, or whose focused button was swapped away) can correct it at once.
+  function focusFirstError(root) {
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active) && !root.contains(active)) { return; }
+    var bad = root.querySelector('.has-error input:not([type=hidden]), .has-error select, .has-error textarea, [aria-invalid="true"]');
+    if (bad) { bad.focus(); }
+  }
+  document.addEventListener("htmx:afterSettle", function (event) { focusFirstError(event.target); });
+  document.addEventListener("DOMContentLoaded", function () { focusFirstError(document.getElementById("main") || document); });
+
   // Keyboard shortcuts: elements with data-key="a" are clicked when that key is pressed
   // outside text inputs. Pages declare their own (approve, reject, next...).
   document.addEventListener("keydown", function (event) {

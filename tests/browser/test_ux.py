@@ -84,3 +84,37 @@ def test_the_approvals_tile_links_only_to_pages_the_role_may_open_also_after_a_l
         expect(page.locator("#tile-approvals:not([data-stale])")).to_be_attached()
     href = tile.get_by_role("link", name=shown).get_attribute("href")
     assert page.goto(f"{asgi_server.url}{href}").status == 200
+
+
+def test_a_reviewer_rejects_with_the_keyboard_alone_focus_lands_on_the_missing_reason(asgi_server, page):
+    rita = factories.make_user(Role.REVIEWER, username="rita")
+    Queue.objects.create(name="default").members.set([rita])
+    _agent, agent_http = _agent_client(asgi_server, "refund-bot")
+    response = agent_http.post("/api/v1/approvals", json={
+        "action": "refunds.issue", "risk": "high", "summary": "Refund order 42", "arguments": {"order": 42}})
+    assert response.status_code == 201, response.text
+    request_id = response.json()["id"]
+
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/approvals/")
+    page.keyboard.press("j")
+    page.wait_for_url(f"{asgi_server.url}/approvals/{request_id}/")
+    page.keyboard.press("r")  # reject, no reason yet
+    expect(page.locator("#decide-%d .has-error" % request_id)).to_contain_text("reason category")
+    expect(page.locator("#id_reason_category")).to_be_focused()
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.locator("#id_reason_category").input_value() != ""
+    page.keyboard.press("Tab")
+    expect(page.locator("#id_reason")).to_be_focused()
+    page.keyboard.type("order 42 was already refunded")
+    reject = page.get_by_role("button", name="Reject")
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if reject.evaluate("e => e === document.activeElement"):
+            break
+    expect(reject).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("decision-final")).to_contain_text("rejected by rita")
+    assert page.js_errors == []
