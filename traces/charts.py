@@ -36,8 +36,8 @@ def _nice_max(value: float) -> float:
 def _fmt(value: float, unit: str = "") -> str:
     if unit == "$":
         return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
-    if unit == "%":
-        return f"{value:.0f}%"
+    if unit == "%":  # axis ticks of a small rate are 0.25, 0.5...: rounding them to integers repeats labels
+        return f"{value:.2f}".rstrip("0").rstrip(".") + "%"
     if unit == "ms":
         return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
     if value >= 1_000_000:
