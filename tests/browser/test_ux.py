@@ -118,3 +118,17 @@ def test_a_reviewer_rejects_with_the_keyboard_alone_focus_lands_on_the_missing_r
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("decision-final")).to_contain_text("rejected by rita")
     assert page.js_errors == []
+
+
+def test_the_first_tab_offers_a_skip_link_past_the_navigation(asgi_server, page):
+    factories.make_user(Role.REVIEWER, username="rita")
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/runs/")
+    skip = page.get_by_role("link", name="Skip to content")
+    page.keyboard.press("Tab")
+    expect(skip).to_be_focused()
+    assert skip.evaluate("e => e.getBoundingClientRect().top") >= 0, "the focused skip link is off screen"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    focused_in_main = page.evaluate("document.getElementById('main').contains(document.activeElement)")
+    assert focused_in_main, "the Tab after skipping did not land in the page content"
