@@ -57,6 +57,17 @@ def entry_hash(*, prev_hash: str, at: datetime, actor: str, action: str, target_
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def lock_chain() -> None:
+    """Hold the append lock until the surrounding transaction ends (re-entrant).
+
+    Taken before ``record`` by a caller whose decision to append depends on earlier
+    entries, so two concurrent callers cannot both decide on the same view of the log.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+
+
 def record(*, actor, action: str, target=None, target_type: str = "", target_id="",
            before=None, after=None, at: datetime | None = None) -> AuditEntry:
     """Append one entry. Joins the caller's transaction: rolled back with it.
@@ -75,9 +86,7 @@ def record(*, actor, action: str, target=None, target_type: str = "", target_id=
     before, after = _jsonable(before), _jsonable(after)
     at = at or timezone.now()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+        lock_chain()
         last = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first()
         prev = last or GENESIS
         entry = AuditEntry(

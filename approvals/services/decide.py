@@ -21,6 +21,7 @@ from approvals.models import (
     escalation_steps,
 )
 from console import audit, metrics
+from console.models import AuditEntry
 from console.roles import Role, has_role
 
 CLAIM_MINUTES = 10
@@ -351,11 +352,33 @@ def expire_overdue(*, now: datetime, limit: int = 500) -> int:
     return done
 
 
+# Refused reports of one request kept in the audit log; past this a hostile or broken agent's retries are
+# still refused but no longer audited (one entry says so), so it cannot grow the log without bound.
+MAX_AUDITED_REFUSALS = 10
+REFUSED, REFUSALS_CAPPED = "approval.execution_refused", "approval.execution_refusals_capped"
+
+
 def _refuse_execution(req: ApprovalRequest, agent, now: datetime, error: ApprovalError, digest: str | None):
-    """Audit a refused execution report (an agent about to run, or that ran, what nobody approved), then raise."""
-    audit.record(actor=agent, action="approval.execution_refused", target=req, at=now,
-                 after={"why": type(error).__name__, "message": str(error)[:300], "reported_digest": digest or None,
-                        "approved_digest": req.answer_digest if req.status == Status.APPROVED else None})
+    """Audit a refused execution report (an agent about to run, or that ran, what nobody approved), then raise.
+
+    Evidence is kept, bounded: a report refused like an earlier one of the same request is not audited
+    again, and after MAX_AUDITED_REFUSALS entries for the request only a final "capped" entry is written.
+    """
+    after = {"why": type(error).__name__, "message": str(error)[:300], "reported_digest": digest or None,
+             "approved_digest": req.answer_digest if req.status == Status.APPROVED else None}
+    with transaction.atomic():
+        audit.lock_chain()  # the look at earlier entries and the append are one step under concurrency
+        earlier = list(AuditEntry.objects.filter(target_type="approvals.approvalrequest", target_id=str(req.pk),
+                                                 action__in=(REFUSED, REFUSALS_CAPPED))
+                       .values_list("action", "after")[:MAX_AUDITED_REFUSALS + 1])
+        if (REFUSED, after) in earlier or any(action == REFUSALS_CAPPED for action, _after in earlier):
+            pass
+        elif len(earlier) < MAX_AUDITED_REFUSALS:
+            audit.record(actor=agent, action=REFUSED, target=req, at=now, after=after)
+        else:
+            audit.record(actor=agent, action=REFUSALS_CAPPED, target=req, at=now,
+                         after={"limit": MAX_AUDITED_REFUSALS, "note": "later refused execution reports of this "
+                                                                      "request are refused but not audited"})
     raise error
 
 

@@ -86,3 +86,28 @@ def test_concurrent_retries_of_the_execution_report_store_exactly_one(edited, ag
     row = ApprovalRequest.objects.get(pk=edited.pk)
     assert row.executed_at is not None and set(row.execution_result) == {"try"}
     assert AuditEntry.objects.filter(action="approval.executed", target_id=str(edited.pk)).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_hostile_agent_cannot_grow_the_audit_log_with_refused_reports(agent, agent_key):
+    """Refusals are evidence, so the first ones are kept; but repeats collapse and each request's refusals
+    stop being audited past a bound (one entry says so), while every report is still refused."""
+    queue = make_queue("payments")
+    make_rule(action_pattern="*", queue=queue)
+    pending = make_request(agent=agent, arguments=dict(ARGS))
+
+    def refusals():
+        return AuditEntry.objects.filter(target_id=str(pending.pk), action__startswith="approval.execution_refus")
+
+    for _ in range(30):  # the same refused report again and again
+        assert report(agent_key, pending.pk, {"result": {"ok": True}}).status_code == 409
+    assert refusals().count() == 1
+
+    for i in range(200):  # a different (made-up) digest each time
+        response = report(agent_key, pending.pk, {"result": {"ok": True}, "digest": f"{i:064x}"})
+        assert response.status_code == 409
+    entries = list(refusals().order_by("id"))
+    assert len(entries) <= 12, len(entries)
+    assert entries[0].after["why"] == "NotApproved" and entries[1].after["reported_digest"] == f"{0:064x}"
+    assert entries[-1].action == "approval.execution_refusals_capped"
+    assert ApprovalRequest.objects.get(pk=pending.pk).executed_at is None
