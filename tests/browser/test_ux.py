@@ -132,3 +132,30 @@ def test_the_first_tab_offers_a_skip_link_past_the_navigation(asgi_server, page)
     page.keyboard.press("Tab")
     focused_in_main = page.evaluate("document.getElementById('main').contains(document.activeElement)")
     assert focused_in_main, "the Tab after skipping did not land in the page content"
+
+
+def test_the_why_card_numbers_every_recent_step_in_the_same_type(asgi_server, page):
+    rita = factories.make_user(Role.REVIEWER, username="rita")
+    Queue.objects.create(name="default").members.set([rita])
+    agent, agent_http = _agent_client(asgi_server, "refund-bot")
+    now = timezone.now()
+    run = Run.objects.create(trace_id="cd" * 16, agent=agent, name="refund flow", status="running",
+                             started_at=now, span_count=3, last_seq=3)
+    for seq, (kind, name, tool) in enumerate([("llm", "chat", ""), ("tool", "execute_tool lookup_order",
+                                                                     "lookup_order"), ("llm", "chat again", "")], 1):
+        Span.objects.create(run=run, span_id=f"{seq:016x}", name=name, kind=kind, tool_name=tool, seq=seq,
+                            start_time=now + timedelta(seconds=seq), end_time=now + timedelta(seconds=seq),
+                            received_at=now, output_text=f"output of {name}")
+    response = agent_http.post("/api/v1/approvals", json={
+        "action": "refunds.issue", "risk": "high", "arguments": {"order": 42}, "trace_id": run.trace_id})
+    assert response.status_code == 201, response.text
+
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/approvals/{response.json()['id']}/")
+    steps = page.locator("#request-why ol > li")
+    expect(steps).to_have_count(3)
+    looks = steps.evaluate_all("""items => items.map(li => {
+        const style = getComputedStyle(li);
+        return [style.display, style.overflow, style.fontSize, style.fontFamily].join('|'); })""")
+    assert looks[0] == looks[1] == looks[2], looks
+    assert looks[1].split("|")[:2] == ["list-item", "visible"], "the tool step lost its number"
