@@ -290,12 +290,51 @@ _OUTPUT_KEYS = ("gen_ai.output.messages", "gen_ai.completion", "output.value")
 _TOOL_ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "tool.parameters", "tool_call.function.arguments")
 
 
-def _pop_first(attrs: dict, keys):
-    found = None
-    for key in keys:
-        value = attrs.pop(key, None)
-        if found is None and value not in (None, ""):
-            found = value
+# Columns read from attributes: each from the first of its keys (the conventions' names, in order of
+# preference) whose value is set, i.e. neither None nor "". The content keys are also removed from
+# ``attributes``.
+_COLUMN_KEYS = {
+    "model": ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name"),
+    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion"),
+    "cache_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+                     "gen_ai.usage.cached_tokens", "llm.token_count.prompt_details.cache_read"),
+    "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
+                         "llm.token_count.completion_details.reasoning"),
+    "tool_name": ("gen_ai.tool.name", "tool.name"),
+    "session_id": ("gen_ai.conversation.id", "session.id"),
+    "agent_name": ("gen_ai.agent.name",),
+    "task": ("console.task", "gen_ai.agent.description"),
+    "input": _INPUT_KEYS,
+    "output": _OUTPUT_KEYS,
+    "tool_arguments": _TOOL_ARGUMENT_KEYS,
+}
+_MOVED_COLUMNS = ("input", "output", "tool_arguments")
+_KEY_COLUMN = {key: (column, rank, column in _MOVED_COLUMNS)
+               for column, keys in _COLUMN_KEYS.items() for rank, key in enumerate(keys)}
+
+
+def _columns(attrs: dict) -> dict:
+    """Column -> the value of its first key that is set (``_COLUMN_KEYS``); content keys are popped.
+
+    One pass over the span's few attributes instead of a lookup for every convention's key,
+    most of which a span does not carry.
+    """
+    found, ranks, moved = {}, {}, []
+    for key, value in attrs.items():
+        entry = _KEY_COLUMN.get(key)
+        if entry is None:
+            continue
+        column, rank, is_moved = entry
+        if is_moved:
+            moved.append(key)
+        if value is None or value == "":
+            continue
+        if rank < ranks.get(column, rank + 1):
+            found[column], ranks[column] = value, rank
+    for key in moved:
+        del attrs[key]
     return found
 
 
@@ -320,9 +359,11 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
     if status == SpanStatus.UNSET and attrs.get("error.type"):
         status = SpanStatus.ERROR
 
-    input_value = _pop_first(attrs, _INPUT_KEYS)
-    output_value = _pop_first(attrs, _OUTPUT_KEYS)
-    tool_args = _pop_first(attrs, _TOOL_ARGUMENT_KEYS)
+    columns = _columns(attrs)
+    column = columns.get
+    input_value = column("input")
+    output_value = column("output")
+    tool_args = column("tool_arguments")
     if tool_args is None and kind == SpanKind.TOOL and input_value is not None:
         tool_args = input_value
 
@@ -347,17 +388,13 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
         start_ns=span.start_time_unix_nano,
         end_ns=span.end_time_unix_nano,
         operation=_str(attrs.get("gen_ai.operation.name"))[:50],
-        model=_str(_first(attrs, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name"))[:200],
-        provider=_str(_first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"))[:100],
-        input_tokens=_int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                                 "llm.token_count.prompt")),
-        output_tokens=_int(_first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                                  "llm.token_count.completion")),
-        cache_tokens=_int(_first(attrs, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-                                 "gen_ai.usage.cached_tokens", "llm.token_count.prompt_details.cache_read")),
-        reasoning_tokens=_int(_first(attrs, "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
-                                     "llm.token_count.completion_details.reasoning")),
-        tool_name=_str(_first(attrs, "gen_ai.tool.name", "tool.name"))[:200],
+        model=_str(column("model"))[:200],
+        provider=_str(column("provider"))[:100],
+        input_tokens=_int(column("input_tokens")),
+        output_tokens=_int(column("output_tokens")),
+        cache_tokens=_int(column("cache_tokens")),
+        reasoning_tokens=_int(column("reasoning_tokens")),
+        tool_name=_str(column("tool_name"))[:200],
         tool_arguments=_tool_arguments(tool_args),
         input_text=_limit(_str(input_value), text_limit),
         output_text=_limit(_str(output_value), text_limit),
@@ -366,10 +403,9 @@ def map_span(span, *, resource: dict, text_limit: int) -> SpanRecord:
         links=links,
         prompt_name=_str(attrs.get("console.prompt.name"))[:200],
         prompt_version=_str(attrs.get("console.prompt.version"))[:50],
-        session_id=_str(_first(attrs, "gen_ai.conversation.id", "session.id")
-                        or _first(resource, "gen_ai.conversation.id", "session.id"))[:200],
-        agent_name=_str(_first(attrs, "gen_ai.agent.name") or resource.get("gen_ai.agent.name"))[:300],
-        task=_str(_first(attrs, "console.task", "gen_ai.agent.description"))[:500],
+        session_id=_str(column("session_id") or _first(resource, *_COLUMN_KEYS["session_id"]))[:200],
+        agent_name=_str(column("agent_name") or resource.get("gen_ai.agent.name"))[:300],
+        task=_str(column("task"))[:500],
         service_name=_str(resource.get("service.name"))[:200],
     )
     return record
