@@ -44,7 +44,7 @@ _DIGITISH = b"0123456789 .-()+/"
 _WINDOW_TABLE = bytes(100 if b in _DIGITISH else 120 for b in range(256))  # b"d" or b"x"
 _MIN_DIGITS = 8  # the shortest phone number the built-in pattern matches has 8 digits
 _NINE = b"d" * _MIN_DIGITS
-_DIGIT_TABLE = bytes(49 if 48 <= b <= 57 else 48 for b in range(256))  # b"1" for a digit, else b"0"
+_DIGIT_SEPARATORS = _DIGITISH[10:]
 _API_KEY_HINTS = ("sk-", "aoc_", "AKIA", "gho_", "ghp_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "Bearer ")
 
 
@@ -56,8 +56,8 @@ def _has_key_hint(text: str) -> bool:
     return any(hint in text for hint in _API_KEY_HINTS)
 
 
-def digit_windows(text: str, raw: bytes | None = None) -> list[tuple[int, int]]:
-    """Spans of ``text`` made of digits and separators holding 8+ digits.
+def digit_runs(text: str, raw: bytes | None = None) -> list[tuple[int, int, int]]:
+    """(start, end, digits) of each span of ``text`` made of digits and separators holding 8+ digits.
 
     Card and phone numbers can only occur inside them. ``encode("ascii", "replace")``
     keeps one byte per character, so byte offsets are string offsets (``raw``: that
@@ -68,13 +68,14 @@ def digit_windows(text: str, raw: bytes | None = None) -> list[tuple[int, int]]:
     mapped = raw.translate(_WINDOW_TABLE)
     windows = []
     start = mapped.find(_NINE)
-    digits = raw.translate(_DIGIT_TABLE) if start >= 0 else b""
     while start >= 0:
         end = mapped.find(b"x", start)
         if end < 0:
             end = len(mapped)
-        if digits.count(b"1", start, end) >= _MIN_DIGITS:
-            windows.append((max(start - 1, 0), min(end + 1, len(mapped))))  # one character of context
+        # the run holds digits and separators only: removing the separators leaves its digits
+        digits = len(raw[start:end].translate(None, _DIGIT_SEPARATORS))
+        if digits >= _MIN_DIGITS:
+            windows.append((max(start - 1, 0), min(end + 1, len(mapped)), digits))  # one character of context
         start = mapped.find(_NINE, end)
     return windows
 
@@ -116,6 +117,9 @@ def luhn_ok(number: str) -> bool:
 
 
 _VALIDATORS = {"card-number": luhn_ok}  # built-in rules whose matches must also pass a check
+# Windowed built-ins that need more digits in one window than every window has: a card number has 13-19
+# digits joined by single spaces or dashes, all inside one run of a window.
+_MIN_WINDOW_DIGITS = {"card-number": 13}
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,9 @@ class _Rule:
     regex: re.Pattern
     replacement: str
     hint: object  # callable(text) -> bool, or None
-    windowed: bool = False  # only ever matches inside digit_windows()
+    windowed: bool = False  # only ever matches inside digit_runs()
     validate: object = None  # callable(match text) -> bool: only matches it accepts are replaced
+    min_digits: int = 0  # windowed: only windows with this many digits can hold a match
 
     def subn(self, text: str) -> tuple[str, int]:
         if self.validate is None:
@@ -156,7 +161,8 @@ class Redactor:
             # A literal backslash in the replacement is meant literally, not as a group reference.
             self.rules.append(_Rule(name, regex, replacement.replace("\\", "\\\\"),
                                     _HINTS.get(name) if builtin else None, builtin and name in _WINDOWED,
-                                    _VALIDATORS.get(name) if builtin else None))
+                                    _VALIDATORS.get(name) if builtin else None,
+                                    _MIN_WINDOW_DIGITS.get(name, 0) if builtin else 0))
         self._custom = any(rule.hint is None and not rule.windowed for rule in self.rules)
 
     @property
@@ -179,8 +185,9 @@ class Redactor:
             if rule.windowed:
                 if windows is None:
                     raw = raw or blob.encode("ascii", "replace")
-                    windows = digit_windows(blob, raw)
-                if any(rule.regex.search(blob[start:end]) for start, end in windows):
+                    windows = digit_runs(blob, raw)
+                if any(rule.regex.search(blob[start:end]) for start, end, digits in windows
+                       if digits >= rule.min_digits):
                     return True
             elif rule.hint is _has_key_hint:
                 # search() with pos/endpos sees the real context (\b, the Bearer lookbehind)
@@ -207,13 +214,15 @@ class Redactor:
 
     @staticmethod
     def _redact_windows(text: str, rules: list[_Rule], counts: Counter) -> str:
-        windows = digit_windows(text)
+        windows = digit_runs(text)
         if not windows:
             return text
         pieces, last = [], 0
-        for start, end in windows:
+        for start, end, digits in windows:
             chunk = text[start:end]
             for rule in rules:
+                if digits < rule.min_digits:
+                    continue  # cannot match here, so it would leave the chunk as it is
                 chunk, n = rule.subn(chunk)
                 if n:
                     counts[rule.name] += n
