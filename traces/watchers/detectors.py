@@ -8,7 +8,6 @@ agent's recent runs. Each returns :class:`Finding` objects; opening the incident
 
 import json
 import math
-import re
 import statistics
 import threading
 import time
@@ -120,24 +119,26 @@ def quantile(values: list[float], q: float) -> float:
 
 # --- loops ----------------------------------------------------------------------------------------
 
-_SPACE = re.compile(r"\s+")
-
 
 def normalise(value, ignore: frozenset = frozenset()):
     """Arguments compared modulo key order, case and whitespace of strings, and ignored keys."""
+    if isinstance(value, str):
+        return " ".join(value.lower().split())  # trimmed, each run of whitespace one space
     if isinstance(value, dict):
-        return {k: normalise(v, ignore) for k, v in sorted(value.items()) if k not in ignore}
+        # key order is left to the signature's sort_keys
+        return {k: normalise(v, ignore) for k, v in value.items() if k not in ignore}
     if isinstance(value, list):
         return [normalise(v, ignore) for v in value]
-    if isinstance(value, str):
-        return _SPACE.sub(" ", value.strip().lower())
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
+_SIGNATURE_JSON = json.JSONEncoder(sort_keys=True, default=str)  # built once: json.dumps builds one a call
+
+
 def step_signature(tool_name: str, arguments, ignore: frozenset = frozenset()) -> str:
-    return f"{tool_name}({json.dumps(normalise(arguments, ignore), sort_keys=True, default=str)})"
+    return f"{tool_name}({_SIGNATURE_JSON.encode(normalise(arguments, ignore))})"
 
 
 def find_loop(steps: list[tuple[str, str]], *, repeats: int, max_cycle: int) -> dict | None:
