@@ -150,11 +150,18 @@ def may_watch_queue(user, rest: str) -> bool:
     return has_role(user, Role.REVIEWER) and Queue.objects.filter(pk=int(rest), members=user).exists()
 
 
+def may_watch_all_queues(user, rest: str) -> bool:
+    """``approvals`` signals every request of every queue: only for who may see them all (Operators, Admins)."""
+    from console.roles import Role, has_role
+
+    return not rest and has_role(user, Role.OPERATOR)
+
+
 def may_watch_user(user, rest: str) -> bool:
     return rest.isdigit() and int(rest) == user.pk
 
 
 def register_topics() -> None:
-    live.register_topic("approvals", live.any_role)
+    live.register_topic("approvals", may_watch_all_queues)
     live.register_topic("queue", may_watch_queue)
     live.register_topic("user", may_watch_user)

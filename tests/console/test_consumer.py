@@ -54,3 +54,15 @@ async def test_a_broken_channel_layer_refuses_the_socket_instead_of_a_500(review
     finally:
         channel_layers.backends.clear()
     assert not connected and code == 1011
+
+
+async def test_only_who_sees_every_queue_may_join_the_all_queues_topic(reviewer, operator):
+    """``approvals`` carries a signal for every request of every queue; a reviewer sees only their queues'
+    (they join ``queue-<id>`` of those), so they must not learn the other queues' request ids and timing."""
+    refused = _communicator(reviewer, "approvals")
+    connected, code = await refused.connect()
+    assert not connected and code == 4403
+    admitted = _communicator(operator, "approvals")
+    connected, _ = await admitted.connect()
+    assert connected
+    await admitted.disconnect()

@@ -27,7 +27,7 @@ async def layer(fresh_channel_layer):
     await waiters.stop()
 
 
-def _socket(user, topic="approvals") -> WebsocketCommunicator:
+def _socket(user, topic="dashboard") -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), f"/ws/live/{topic}/")
     communicator.scope["user"] = user
     communicator.scope["url_route"] = {"kwargs": {"topic": topic}}
@@ -54,7 +54,7 @@ async def test_a_live_socket_gets_pushes_while_an_agent_waits_for_a_decision(lay
     connected, _ = await socket.connect(timeout=10)
     assert connected
     try:
-        assert await live.asend_to_group("approvals", "<div id='approval-signals'>new</div>")
+        assert await live.asend_to_group("dashboard", "<div id='approval-signals'>new</div>")
         assert await socket.receive_from(timeout=15) == "<div id='approval-signals'>new</div>"
     finally:
         await socket.disconnect()
@@ -70,7 +70,7 @@ async def test_a_socket_whose_subscription_was_lost_is_closed_for_the_browser_to
     assert connected
     client = aioredis.Redis.from_url(os.environ["REDIS_URL"])
     try:
-        await client.delete(layer._group_key("approvals"))  # what a Redis restart without persistence does
+        await client.delete(layer._group_key("dashboard"))  # what a Redis restart without persistence does
     finally:
         await client.aclose()
     closed = await socket.receive_output(timeout=15)
@@ -81,7 +81,7 @@ async def test_a_socket_whose_subscription_was_lost_is_closed_for_the_browser_to
     connected, _ = await again.connect(timeout=10)
     assert connected
     try:
-        assert await live.asend_to_group("approvals", "<p id='x'>after</p>")
+        assert await live.asend_to_group("dashboard", "<p id='x'>after</p>")
         assert await again.receive_from(timeout=15) == "<p id='x'>after</p>"
     finally:
         await again.disconnect()
@@ -95,7 +95,7 @@ async def test_a_socket_with_its_subscription_intact_stays_open(layer, reviewer,
     assert connected
     try:
         assert await socket.receive_nothing(timeout=1.0)  # several renewals happen meanwhile
-        assert await live.asend_to_group("approvals", "<p id='y'>still here</p>")
+        assert await live.asend_to_group("dashboard", "<p id='y'>still here</p>")
         assert await socket.receive_from(timeout=15) == "<p id='y'>still here</p>"
     finally:
         await socket.disconnect()
