@@ -195,7 +195,8 @@ def detector_settings(request):
                      "overrides": DetectorConfig.objects.filter(kind=kind, agent__isnull=False).select_related("agent")})
     response = render(request, "traces/incidents/detectors.html", {
         "rows": rows, "agents": Agent.objects.order_by("name"), "action_kinds": ActionKind.choices,
-        "error": error, "form": form, "may_edit": has_role(request.user, Role.ADMIN)})
+        "error": error, "form": form, "chosen_actions": form.getlist("actions") if form else [],
+        "may_edit": has_role(request.user, Role.ADMIN)})
     if error:
         response.status_code = 400
     return response

@@ -1,0 +1,34 @@
+"""The detector form keeps what the Admin chose when the parameters are refused."""
+
+import re
+
+import pytest
+
+from tests.traces.test_watchers_support import watching  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def _form(html: str) -> str:
+    return html[html.index('id="detector-form"'):html.index("</form>", html.index('id="detector-form"'))]
+
+
+def test_a_refused_json_keeps_the_agent_enabled_flag_and_playbook(clients_by_role, agent, watching):
+    data = {"kind": "runaway", "agent": str(agent.pk), "params": '{"max_seconds": 60',
+            "actions": ["notify", "pause"]}  # enabled left unticked
+    response = clients_by_role["admin"].post("/incidents/detectors/", data)
+    assert response.status_code == 400
+    form = _form(response.content.decode())
+    assert re.search(r'<option value="runaway" selected>', form)
+    assert f'<option value="{agent.pk}" selected>' in form
+    assert not re.search(r'name="enabled"[^>]*checked', form)
+    ticked = re.findall(r'name="actions" value="(\w+)" checked', form)
+    assert ticked == ["notify", "pause"]
+    assert "{&quot;max_seconds&quot;: 60</textarea>" in form
+
+
+def test_a_fresh_form_starts_enabled_for_all_agents_with_nothing_ticked(clients_by_role, watching):
+    form = _form(clients_by_role["admin"].get("/incidents/detectors/").content.decode())
+    assert re.search(r'name="enabled"[^>]*checked', form)
+    assert " selected>" not in form.split('id="id_agent"')[1].split("</select>")[0]
+    assert "checked>" not in form.split("<legend>Playbook</legend>")[1]
