@@ -1,11 +1,14 @@
 from django.contrib import admin
 
+from console.admin_audit import AuditedAdmin
 from traces import pricing, redaction
 from traces.models import ModelPrice, RedactionRule, Run
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(AuditedAdmin, admin.ModelAdmin):
+    audit_name = "model_price"
+    audit_exclude = ("updated_at",)
     list_display = ("model", "input_per_million", "output_per_million", "updated_at")
     search_fields = ("model",)
 
@@ -15,7 +18,9 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(RedactionRule)
-class RedactionRuleAdmin(admin.ModelAdmin):
+class RedactionRuleAdmin(AuditedAdmin, admin.ModelAdmin):
+    audit_name = "redaction_rule"
+    audit_exclude = ("hit_count", "created_at", "updated_at")
     list_display = ("name", "builtin", "enabled", "replacement", "hit_count")
     readonly_fields = ("builtin", "hit_count")
 
