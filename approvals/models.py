@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from console.linear_regex import UnsupportedPattern, compile_linear
 from console.roles import Role, has_role
 
 
@@ -280,8 +281,8 @@ def validate_conditions(conditions) -> None:
                 raise ValidationError({"conditions": f"{where}: 'matches' needs a regular expression of at most "
                                                      f"{MAX_PATTERN_LENGTH} characters."})
             try:
-                re.compile(value)
-            except re.error as exc:
+                compile_linear(value)
+            except UnsupportedPattern as exc:
                 raise ValidationError({"conditions": f"{where}: invalid regular expression: {exc}."}) from exc
 
 

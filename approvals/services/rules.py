@@ -2,13 +2,13 @@
 
 import fnmatch
 import operator
-import re
 from dataclasses import dataclass
 
 from django.db import transaction
 
 from approvals.models import ApprovalRequest, GuardianRule, Outcome, Risk
 from console import audit
+from console.linear_regex import UnsupportedPattern, compile_linear
 
 _MISSING = object()
 
@@ -88,8 +88,13 @@ def condition_holds(cond: dict, arguments) -> bool:
         if isinstance(actual, dict):
             return expected in actual
         return False
-    if op == "matches":
-        return isinstance(actual, str) and re.search(expected, actual) is not None
+    if op == "matches":  # linear time: the text is the agent's, the pattern an admin's
+        if not isinstance(actual, str):
+            return False
+        try:
+            return compile_linear(expected).search(actual) is not None
+        except UnsupportedPattern:
+            return False  # saved before patterns were checked for RE2; like a missing field, never matches
     return False
 
 

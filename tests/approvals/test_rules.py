@@ -107,3 +107,26 @@ def test_dry_run_shows_which_rule_recent_requests_would_hit(agent):
     proposed = [GuardianRule(name="deny-refunds", action_pattern="refunds.*", outcome="deny", order=1)]
     rows = dry_run(rules=proposed)
     assert [(r.rule.name, r.outcome, r.changed) for r in rows] == [("deny-refunds", "deny", True)]
+
+
+@pytest.mark.django_db
+@pytest.mark.timeout(120)  # a hang guard: Python's backtracking engine takes hours on this input
+def test_an_agent_cannot_stall_rule_matching_with_input_crafted_against_an_admins_regex(agent):
+    """'matches' runs an admin's pattern on agent-sent arguments (up to 64 KiB): it runs in linear time."""
+    from tests.approvals.helpers import make_request
+
+    queue = make_queue("sql")
+    make_rule(name="nested", action_pattern="db.*", outcome="deny", order=1,
+              conditions=[{"field": "note", "op": "matches", "value": r"^(a|aa)+$"}])
+    make_rule(name="quadratic", action_pattern="db.*", outcome="deny", order=2,
+              conditions=[{"field": "digits", "op": "matches", "value": r"\d+x"}])
+    make_rule(name="to-sql", action_pattern="db.*", outcome="ask", queue=queue, order=3)
+    req = make_request(agent=agent, action="db.query", risk="high",
+                       arguments={"note": "a" * 60 + "!", "digits": "1" * 60_000})
+    assert req.status == "pending" and req.queue_id == queue.pk  # neither pattern matched; the rule after did
+
+
+@pytest.mark.django_db
+def test_a_pattern_the_linear_engine_cannot_run_is_refused_on_save():
+    with pytest.raises(ValidationError, match="back-references"):
+        make_rule(outcome="deny", conditions=[{"field": "sql", "op": "matches", "value": r"(a)\1"}])
