@@ -5,19 +5,26 @@ channels_redis) and ``celery -A console worker -B`` (every job of ``CONSOLE_JOBS
 seeds the demo (``manage.py demo --no-serve``), issues keys for the four demo agents and runs
 ``manage.py simulate --rate 20 --duration 600`` (mischief on: loops, cost spikes, conflicts). A
 logged-in operator keeps live sockets open on the runs list and the dashboard, reconnecting on
-close as the page would. Every 10 s it samples the resident memory (VmRSS) of every console
+close as the page would. Two logged-in reviewers (the demo's ``reviewer`` and ``reviewer2``) work
+the approval queue over HTTP the whole time: they poll ``/approvals/``, open each pending request
+and approve or reject it through the page's decision form (CSRF included), so the agents' guarded
+actions go ahead and four-eyes requests get their second approval. Every 10 s it samples the resident memory (VmRSS) of every console
 process (the serve process and its workers; the Celery worker, its pool and the embedded beat),
 ``/healthz`` and ``/metrics``.
 
 Figures: the RSS curve (start, every minute, end, max) of all console processes together and per
 kind, its growth from the first minute (after warm-up) to the end, error lines in the console's
 logs (server at WARNING, Celery at INFO), ``/healthz`` answers other than 200, non-200 ingest
-requests and rejected spans (from ``/metrics``), errors the fleet counted.
+requests and rejected spans (from ``/metrics``), errors the fleet counted; the reviewers' decisions
+made and failed (any answer but 2xx/3xx or the expected 409 of a request decided meanwhile), and
+the guarded actions the agents ran (executions reported, read from the database).
 
 Not part of ``python -m bench all`` (it takes ten minutes): ``python -m bench soak``.
 """
 
+import html as html_module
 import os
+import random
 import re
 import subprocess
 import sys
@@ -118,6 +125,114 @@ class LiveWatcher(threading.Thread):
                 self.stop.wait(1)
 
 
+# --- reviewers -------------------------------------------------------------------------------
+
+REVIEWERS = (("reviewer", "reviewer-demo-pass"), ("reviewer2", "reviewer2-demo-pass"))  # seeded by manage.py demo
+REJECT_SHARE = 0.2
+CARD_ID = re.compile(r'<article id="request-(\d+)"')
+FORM_FIELD = re.compile(r'name="(csrfmiddlewaretoken|digest)" value="([^"]*)"')
+ARGUMENTS = re.compile(r'<textarea name="arguments"[^>]*>(.*?)</textarea>', re.S)
+
+
+class Reviewer(threading.Thread):
+    """A logged-in reviewer at the queue page for the whole soak, deciding as the browser does.
+
+    Polls ``/approvals/`` (the queue, soonest due first), opens each pending request's page and
+    posts its decision form with htmx's headers (the form's CSRF token and the page's
+    ``X-CSRFToken``): mostly approve, sometimes reject with a reason category. Two reviewers
+    working the same queue also give four-eyes requests their second approval, and race each other
+    for the rest: a 409 (decided meanwhile, or the same reviewer twice) is expected, anything else
+    but 2xx/3xx is a failed decision.
+    """
+
+    def __init__(self, url: str, username: str, password: str, seed: int):
+        super().__init__(daemon=True)
+        self.url, self.username, self.password = url, username, password
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.decided = {"approve": 0, "reject": 0}
+        self.conflicts = 0
+        self.failures: list[str] = []
+        self.polls = 0
+
+    def run(self):
+        try:
+            client = login(self.url, self.username, self.password)
+        except Exception as exc:  # noqa: BLE001 - counted: no decision would come from this reviewer
+            self.failures.append(f"login: {exc!r}")
+            return
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._poll(client)
+                except Exception as exc:  # noqa: BLE001 - counted and shown in the results, the desk goes on
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.stop.wait(self.rng.uniform(1.0, 3.0))
+        finally:
+            client.close()
+
+    def _poll(self, client: httpx.Client):
+        queue = client.get("/approvals/")
+        self.polls += 1
+        if queue.status_code != 200:
+            self.failures.append(f"GET /approvals/ {queue.status_code}")
+            return
+        ids = list(dict.fromkeys(CARD_ID.findall(queue.text)))
+        if self.username != REVIEWERS[0][0]:
+            ids.reverse()  # the second reviewer starts from the other end: fewer collisions
+        for pk in ids[:5]:
+            if self.stop.is_set():
+                return
+            self._decide(client, pk)
+
+    def _decide(self, client: httpx.Client, pk: str):
+        page = client.get(f"/approvals/{pk}/")
+        if page.status_code != 200:
+            self.failures.append(f"GET /approvals/{pk}/ {page.status_code}")
+            return
+        html = page.text
+        start = html.find(f'action="/approvals/{pk}/decide/"')
+        if start < 0:
+            return  # decided meanwhile, or this reviewer gave the first of two approvals
+        form = html[start:html.find("</form>", start)]
+        fields = dict(FORM_FIELD.findall(form))
+        arguments = ARGUMENTS.search(form)
+        held = 'data-testid="held-no-approve"' in form
+        reject = self.rng.random() < REJECT_SHARE
+        if held and not reject:
+            return  # waits for the conflict's arbitration, as a reviewer would
+        data = {**fields, "reason_category": "", "reason": "",
+                "arguments": html_module.unescape(arguments.group(1)) if arguments else ""}
+        if reject:
+            data.update(verdict="reject", reason_category=self.rng.choice(["policy", "risk", "needs_info"]),
+                        reason="Not like this (soak reviewer).")
+        else:
+            data["verdict"] = "approve"
+        answer = client.post(f"/approvals/{pk}/decide/", data=data, headers={
+            "HX-Request": "true", "HX-Target": f"decide-{pk}", "HX-Current-URL": f"{self.url}/approvals/{pk}/",
+            "X-CSRFToken": fields.get("csrfmiddlewaretoken", ""), "Referer": f"{self.url}/approvals/{pk}/"})
+        if answer.status_code < 400:
+            self.decided[data["verdict"]] += 1
+        elif answer.status_code == 409:
+            self.conflicts += 1
+        else:
+            self.failures.append(f"POST /approvals/{pk}/decide/ {answer.status_code}: {answer.text[:120]!r}")
+
+
+EXECUTED = """
+from approvals.models import ApprovalRequest
+done = ApprovalRequest.objects.filter(executed_at__isnull=False)
+print("EXECUTED=%d FAILED=%d" % (done.filter(execution_error="").count(), done.exclude(execution_error="").count()))
+"""
+
+
+def guarded_actions_run(env: dict) -> tuple[int, int]:
+    """(executions reported with a result, with an error) by the agents: the fleet does not count them."""
+    out = manage("shell", "-c", EXECUTED, env=env).stdout
+    match = re.search(r"EXECUTED=(\d+) FAILED=(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
 # --- metrics ---------------------------------------------------------------------------------
 
 
@@ -190,6 +305,9 @@ def run() -> list[Result]:
         watcher = LiveWatcher(server.url, dict(client.cookies))
         client.close()
         watcher.start()
+        reviewers = [Reviewer(server.url, name, password, seed) for seed, (name, password) in enumerate(REVIEWERS)]
+        for reviewer in reviewers:
+            reviewer.start()
         http = httpx.Client(base_url=server.url, timeout=30)
 
         def sample(at: float):
@@ -234,10 +352,15 @@ def run() -> list[Result]:
                 fleet.wait(timeout=60)
         sample(round(time.monotonic() - started, 1))
         watcher.stop.set()
+        for reviewer in reviewers:
+            reviewer.stop.set()
+        for reviewer in reviewers:
+            reviewer.join(timeout=60)
         watcher.join(timeout=10)
         http.close()
         peak = server.peak_rss_mib()
         load = load_average()
+    executed, execution_errors = guarded_actions_run(env)
     fleet_out = fleet_log.read_text(errors="replace")
     fleet = _parse_fleet(fleet_out)
     server_errors, server_examples = count_lines(server.log_path, ERROR_LINE)
@@ -257,6 +380,10 @@ def run() -> list[Result]:
                f"({', '.join(f'{t} {n:,}' for t, n in watcher.frames.items())}), socket reconnects "
                f"{watcher.reconnects}; load average each minute {loads_text}")
     extra = {"rss_mib": peak, "load": load}
+    made = sum(sum(r.decided.values()) for r in reviewers)
+    failures = [f for r in reviewers for f in r.failures]
+    desks = "; ".join(f"{r.username}: {r.decided['approve']} approved, {r.decided['reject']} rejected, "
+                      f"{r.conflicts} answered 409 (decided meanwhile), {r.polls} queue polls" for r in reviewers)
     results = [
         Result("RSS of all console processes", "MiB", [v for _t, v in samples["total"]], "",
                f"{curve(samples['total'], minutes * 60)}; growth from minute 1 to the end "
@@ -274,5 +401,13 @@ def run() -> list[Result]:
                f"of {ingest_total:,}; rejected spans {delta('console_ingest_rejected_spans_total')}", extra),
         Result("errors counted by the fleet", "errors", [fleet["errors"]], "< 1",
                f"see {fleet_log.relative_to(ROOT)}", extra),
+        Result("reviewer decisions made (HTTP form posts)", "decisions", [made], "", desks, extra),
+        Result("reviewer decisions failed", "decisions", [len(failures)], "< 1",
+               "non-2xx/3xx answers other than 409, and transport errors; first: "
+               + " / ".join(f[:160] for f in failures[:3]), extra),
+        Result("guarded actions run by the agents", "actions", [executed], "",
+               f"approved requests whose execution the agents reported: {executed} with a result, "
+               f"{execution_errors} with an error (read from the database: the fleet does not count them), of "
+               f"{fleet['approvals']} approval requests", extra),
     ]
     return results
