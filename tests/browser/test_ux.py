@@ -159,3 +159,31 @@ def test_the_why_card_numbers_every_recent_step_in_the_same_type(asgi_server, pa
         return [style.display, style.overflow, style.fontSize, style.fontFamily].join('|'); })""")
     assert looks[0] == looks[1] == looks[2], looks
     assert looks[1].split("|")[:2] == ["list-item", "visible"], "the tool step lost its number"
+
+
+def test_a_reviewer_paged_on_a_phone_reads_and_decides_the_request_without_sideways_scrolling(asgi_server, page):
+    rita = factories.make_user(Role.REVIEWER, username="rita")
+    Queue.objects.create(name="default").members.set([rita])
+    _agent, agent_http = _agent_client(asgi_server, "refund-bot")
+    response = agent_http.post("/api/v1/approvals", json={
+        "action": "refunds.issue", "risk": "high", "summary": "Refund order 42", "arguments": {"order": 42},
+        "resource": "shop:order:42"})
+    assert response.status_code == 201, response.text
+    request_id = response.json()["id"]
+    from approvals.models import Delivery
+    Delivery.objects.create(request_id=request_id, channel="webhook", title="Refund order 42",
+                            recipient="https://hooks.example.test/services/T000/B000/very-long-webhook-path",
+                            status="failed", attempts=3, next_attempt_at=timezone.now(), last_error="HTTP 502 from hooks.example.test: bad gateway")
+
+    page.set_viewport_size({"width": 390, "height": 800})
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    for path in (f"/approvals/{request_id}/", "/runs/", "/approvals/"):
+        page.goto(f"{asgi_server.url}{path}")
+        expect(page.locator("h1")).to_be_visible()
+        assert _page_width(page) <= 390, f"{path} scrolls sideways on a phone"
+    page.goto(f"{asgi_server.url}/approvals/{request_id}/")
+    deliveries = page.locator("#request-history table")
+    expect(deliveries).to_be_visible()
+    assert deliveries.evaluate("e => e.getBoundingClientRect().right") <= 390
+    approve = page.get_by_role("button", name="Approve", exact=False).first
+    assert approve.evaluate("e => e.getBoundingClientRect().right") <= 390
