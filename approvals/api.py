@@ -24,11 +24,11 @@ from approvals import services, waiters
 from approvals.services import conflicts
 from approvals.models import ApprovalRequest, Status, canonical_json
 from console.api import AgentKeyAuth, agent_auth, api, session_auth
+from console.ratelimit import TokenBucketLimiter
 from console.roles import STAFF_ROLES, has_role
-from traces.ingest import _RateLimiter
 
 # Per key, per process, the token bucket trace ingest uses; a bucket of its own, so traces never starve approvals.
-rate_limiter = _RateLimiter()
+rate_limiter = TokenBucketLimiter()
 
 router = Router(tags=["approvals"])
 

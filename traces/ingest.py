@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agents import services as agent_services
 from console import metrics
+from console.ratelimit import TokenBucketLimiter
 from traces import live, otlp, services
 
 log = logging.getLogger(__name__)
@@ -113,30 +114,7 @@ async def _acquire_slot(slots: threading.BoundedSemaphore) -> bool:
     return True
 
 
-class _RateLimiter:
-    """Per-key token bucket (requests per second, burst of one second), per process."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._buckets: dict[int, tuple[float, float]] = {}
-
-    def allow(self, key_id: int, rate: int) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (float(rate), now))
-            tokens = min(float(rate), tokens + (now - last) * rate)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                return False
-            self._buckets[key_id] = (tokens - 1.0, now)
-            return True
-
-    def reset(self) -> None:
-        with self._lock:
-            self._buckets.clear()
-
-
-rate_limiter = _RateLimiter()
+rate_limiter = TokenBucketLimiter()
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:

@@ -4,8 +4,8 @@ import pytest
 
 from approvals import api
 from approvals.models import ApprovalRequest
+from console import ratelimit
 from tests import factories
-from traces import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ class _Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(ingest, "time", clock)
+    monkeypatch.setattr(ratelimit, "time", clock)
     api.rate_limiter.reset()
     yield clock
     api.rate_limiter.reset()
