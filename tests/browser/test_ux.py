@@ -187,3 +187,15 @@ def test_a_reviewer_paged_on_a_phone_reads_and_decides_the_request_without_sidew
     assert deliveries.evaluate("e => e.getBoundingClientRect().right") <= 390
     approve = page.get_by_role("button", name="Approve", exact=False).first
     assert approve.evaluate("e => e.getBoundingClientRect().right") <= 390
+
+
+def test_pages_load_without_a_failed_request_and_the_tab_has_an_icon(asgi_server, page):
+    factories.make_user(Role.REVIEWER, username="rita")
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/runs/")
+    expect(page.locator("[data-live-status]")).to_have_text("live")
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert page.request.get(f"{asgi_server.url}{icon}").status == 200
+    assert failed == []
