@@ -128,7 +128,9 @@ def card(request, pk):
     html = card_html(request, req, ctx=ctx)
     if ctx == "detail" and not req.is_pending:
         # Someone decided while this page was open: the decision form goes too, saying who.
-        conflict = "" if req.decided_by_id == request.user.pk else str(services.AlreadyDecided(req))
+        # Not news to whoever took part (the decider, or the first of two approvers).
+        took_part = req.decided_by_id == request.user.pk or req.approved_by_me
+        conflict = "" if took_part else str(services.AlreadyDecided(req))
         html += _decision_section(request, req, conflict=conflict, oob=True)
     elif ctx == "detail" and req.approvals_given > _approvals_shown(request, req.pk):
         # Four eyes: an approval came in since this page's decision section was drawn; it becomes the
