@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agents import services as agent_services
 from console import metrics
+from console.api import bearer_token
 from console.ratelimit import TokenBucketLimiter
 from traces import live, otlp, services
 
@@ -159,12 +160,11 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _bearer(request) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if not token:
         raise IngestError(401, "Missing or malformed Authorization: Bearer <agent key>.",
                           code=code_pb2.UNAUTHENTICATED)
-    return token.strip()
+    return token
 
 
 def _read_body(request, limit: int) -> bytes:
