@@ -121,7 +121,7 @@ def test_run_page_waterfall_nesting_and_header(reviewer_client, agent):
     assert "span-error" in html and "error: boom" in html and "⚙ Tool" in html
     assert '<svg class="span-bar"' in html and 'width="5.000"' in html and 'x="2.000"' in html
     assert "10 / 20" in html  # tokens in / out
-    assert 'style="' not in html.split('<main id="main">')[1]  # CSP: no inline styles
+    assert 'style="' not in html.split('<main id="main"')[1]  # CSP: no inline styles
 
 
 @pytest.mark.django_db
