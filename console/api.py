@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer, SessionAuth
 
 from agents import services as agent_services
@@ -51,7 +52,39 @@ agent_auth = AgentKeyAuth()
 async_agent_auth = AsyncAgentKeyAuth()
 session_auth = SessionAuth(csrf=True)
 
+class NulCharacter(ValueError):
+    """A string of the JSON body holds U+0000, which PostgreSQL cannot store; ``field`` says where."""
+
+    def __init__(self, field: str):
+        self.field = field or "body"
+        super().__init__(f"{self.field}: must not contain NUL (U+0000) characters")
+
+
+def _refuse_nul(value, path: str = "") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise NulCharacter(path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise NulCharacter(path)
+            _refuse_nul(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{path}.{index}" if path else str(index))
+
+
+class CheckedParser(Parser):
+    """JSON bodies as usual, refusing U+0000 anywhere in them (ninja answers 400; see ``http_error``)."""
+
+    def parse_body(self, request):
+        data = super().parse_body(request)
+        _refuse_nul(data)
+        return data
+
+
 api = NinjaAPI(
+    parser=CheckedParser(),
     title="Agent Ops Console API",
     version="1",
     description=(
@@ -98,6 +131,8 @@ def _errors_of(message: str) -> list[dict]:
 
 @api.exception_handler(HttpError)
 def http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, NulCharacter):  # ninja wraps a parser's error as "Cannot parse request body"
+        exc = HttpError(400, f"Invalid request: {exc.__cause__}")
     body = {"detail": exc.message}
     if exc.status_code == 400:  # every rejection names the bad field, however it was raised
         body["errors"] = _errors_of(str(exc.message))

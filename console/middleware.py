@@ -5,6 +5,7 @@ in a thread per request."""
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
@@ -71,3 +72,58 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
             if static_file is not None:
                 return await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
         return await self.get_response(request)
+
+
+NUL = "\x00"
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def nul_field(request) -> str | None:
+    """The first place of ``request`` holding a NUL character: "path", a parameter's or form field's name."""
+    if NUL in request.path:
+        return "path"
+    fields = [request.GET]
+    if request.method == "POST" and request.content_type in _FORMS and not request.path.startswith(("/api/", "/v1/")):
+        request.body  # noqa: B018 - read (and kept) first, so a view may still read the raw body after POST
+        fields.append(request.POST)
+    for data in fields:
+        for key, values in data.lists():
+            if NUL in key or any(NUL in value for value in values if isinstance(value, str)):
+                return key.replace(NUL, "\\0") or "query"
+    return None
+
+
+class RejectNulMiddleware:
+    """A NUL (U+0000) in the path, a query parameter or a form field is answered 400 naming it.
+
+    PostgreSQL stores no NUL in text: every filter, id or form value carrying one would
+    otherwise reach a query and be a 500. (JSON bodies of the API are checked by its parser.)
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def _acall(self, request):
+        return self._refusal(request) or await self.get_response(request)
+
+    @staticmethod
+    def _refusal(request):
+        field = nul_field(request)
+        if field is None:
+            return None
+        message = "must not contain NUL (U+0000) characters"
+        if request.path.startswith(("/api/", "/v1/")):
+            return JsonResponse({"detail": f"Invalid request: {field}: {message}",
+                                 "errors": [{"field": field, "message": message}]}, status=400)
+        return HttpResponse(f"Bad request: {field} {message}.\n", status=400, content_type="text/plain")
