@@ -199,3 +199,33 @@ def test_pages_load_without_a_failed_request_and_the_tab_has_an_icon(asgi_server
     icon = page.locator("link[rel=icon]").get_attribute("href")
     assert page.request.get(f"{asgi_server.url}{icon}").status == 200
     assert failed == []
+
+
+def test_every_span_kind_icon_is_a_glyph_the_browser_can_draw(asgi_server, page):
+    """A missing glyph is drawn as the font's empty box (tofu), the same box for every missing one."""
+    from traces.templatetags.traces_ui import KIND_ICONS
+
+    factories.make_user(Role.REVIEWER, username="rita")
+    agent = factories.make_agent("refund-bot")
+    now = timezone.now()
+    run = Run.objects.create(trace_id="ef" * 16, agent=agent, name="all kinds", status="ok", root_ended=True,
+                             started_at=now, ended_at=now, duration_ms=1, span_count=len(KIND_ICONS),
+                             last_seq=len(KIND_ICONS))
+    for seq, kind in enumerate(KIND_ICONS, 1):
+        Span.objects.create(run=run, span_id=f"{seq:016x}", name=f"{kind} step", kind=kind, seq=seq,
+                            start_time=now, end_time=now, received_at=now)
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/runs/{run.trace_id}/")
+    icons = page.locator(".span-row .span-kind")
+    expect(icons).to_have_count(len(KIND_ICONS))
+    drawn = icons.evaluate_all("""els => {
+        const canvas = document.createElement('canvas'); canvas.width = 40; canvas.height = 40;
+        const ctx = canvas.getContext('2d');
+        const pixels = (text, font) => { ctx.clearRect(0, 0, 40, 40); ctx.font = font; ctx.fillText(text, 4, 30);
+                                         return ctx.getImageData(0, 0, 40, 40).data.join(','); };
+        return els.map(el => {
+            const font = '24px ' + getComputedStyle(el).fontFamily, icon = el.textContent.trim()[0];
+            return [icon, pixels(icon, font) !== pixels('\\uE000', font)];  // U+E000: no font draws it
+        }); }""")
+    missing = [icon for icon, ok in drawn if not ok]
+    assert missing == [], f"drawn as an empty box: {missing}"

@@ -13,7 +13,7 @@ from traces.models import SpanKind
 
 register = template.Library()
 
-KIND_ICONS = {"agent": "◆", "llm": "✦", "tool": "⚙", "retriever": "⌕", "decision": "⑂", "state": "▤", "other": "•"}
+KIND_ICONS = {"agent": "◆", "llm": "✦", "tool": "⚙", "retriever": "⌕", "decision": "⚖", "state": "▤", "other": "•"}
 _KIND_LABELS = dict(SpanKind.choices)
 
 
