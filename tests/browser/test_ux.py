@@ -229,3 +229,28 @@ def test_every_span_kind_icon_is_a_glyph_the_browser_can_draw(asgi_server, page)
         }); }""")
     missing = [icon for icon, ok in drawn if not ok]
     assert missing == [], f"drawn as an empty box: {missing}"
+
+
+def test_the_keyboard_focus_ring_in_the_timeline_is_not_clipped(asgi_server, page):
+    factories.make_user(Role.REVIEWER, username="rita")
+    agent = factories.make_agent("refund-bot")
+    now = timezone.now()
+    run = Run.objects.create(trace_id="fa" * 16, agent=agent, name="tree", status="ok", root_ended=True,
+                             started_at=now, ended_at=now, duration_ms=1, span_count=2, last_seq=2)
+    Span.objects.create(run=run, span_id="1" * 16, name="root", kind="agent", seq=1,
+                        start_time=now, end_time=now, received_at=now)
+    Span.objects.create(run=run, span_id="2" * 16, parent_span_id="1" * 16, name="child", kind="tool", seq=2,
+                        start_time=now, end_time=now, received_at=now)
+    login(page, asgi_server, "rita", factories.PASSWORD)
+    page.goto(f"{asgi_server.url}/runs/{run.trace_id}/")
+    for target in (page.locator(".span-row .span-toggle:not([hidden])").first, page.locator(".span-row a").first):
+        target.focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # focused from the keyboard, so :focus-visible applies
+        expect(target).to_be_focused()
+        inside = target.evaluate("""el => {
+            const s = getComputedStyle(el), grow = parseFloat(s.outlineWidth) + parseFloat(s.outlineOffset);
+            const r = el.getBoundingClientRect(), clip = el.closest('.span-label').getBoundingClientRect();
+            return s.outlineStyle !== 'none' && r.left - grow >= clip.left - 0.5 && r.right + grow <= clip.right + 0.5
+                   && r.top - grow >= clip.top - 0.5 && r.bottom + grow <= clip.bottom + 0.5; }""")
+        assert inside, "the focus ring is cut off by the span label"
