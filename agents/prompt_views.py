@@ -167,7 +167,7 @@ def refine(request, name, number):
             return redirect("prompts:version", name=prompt.name, number=new.number)
     return render(request, "agents/prompts/refine.html", {
         "prompt": prompt, "version": version, "form": form, "data": data,
-        "checked": {int(x) for x in request.POST.getlist("answers") if x.isdigit()} if form.is_bound else set(ids),
+        "checked": {int(x) for x in request.POST.getlist("answers") if x.isascii() and x.isdigit()} if form.is_bound else set(ids),
     }, status=400 if form.errors else 200)
 
 

@@ -13,7 +13,7 @@ class KeysetPage:
 
 def keyset_page(queryset, request, *, key: str = "id", descending: bool = True, size: int = 50) -> KeysetPage:
     cursor = request.GET.get("cursor", "")
-    if cursor.isdigit():
+    if cursor.isascii() and cursor.isdigit():
         op = "lt" if descending else "gt"
         queryset = queryset.filter(**{f"{key}__{op}": int(cursor)})
     items = list(queryset[: size + 1])

@@ -19,6 +19,7 @@ from traces.models import Run, RunStatus, Span
 router = Router(tags=["traces"])
 
 MAX_PAGE = 200
+MAX_COST = Decimal("9999999999")  # the cost column holds 10 integer digits
 
 
 class RunOut(Schema):
@@ -111,7 +112,7 @@ def list_runs(
     status: RunStatus | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    min_cost: Decimal | None = None,
+    min_cost: Decimal | None = Query(None, ge=0, le=MAX_COST),
     min_duration_ms: int | None = None,
     has_error: bool | None = None,
     has_pending_approval: bool | None = None,
@@ -149,7 +150,7 @@ def list_runs(
             | Q(tool_name__icontains=q))
         runs = runs.filter(Q(name__icontains=q) | Q(task__icontains=q) | Exists(matching))
     if cursor:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):
             raise HttpError(400, "Invalid request: cursor: must be a value from next_cursor")
         runs = runs.filter(id__lt=int(cursor))
     items = list(runs.order_by("-id")[: limit + 1])

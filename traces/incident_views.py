@@ -52,7 +52,7 @@ def incidents_list(request):
     elif STATUS_FILTERS[status]:
         qs = qs.filter(status=STATUS_FILTERS[status])
     agent = request.GET.get("agent", "")
-    if agent.isdigit():
+    if agent.isascii() and agent.isdigit():
         qs = qs.filter(agent_id=int(agent))
     page = keyset_page(qs, request, size=50)
     return render(request, "traces/incidents/list.html", {
@@ -176,7 +176,7 @@ def detector_settings(request):
             raise PermissionDenied("Only Admins edit detectors.")
         form = request.POST
         kind = form.get("kind", "")
-        agent_id = int(form["agent"]) if form.get("agent", "").isdigit() else None
+        agent_id = int(form["agent"]) if form.get("agent", "").isascii() and form["agent"].isdigit() else None
         try:
             params = json.loads(form.get("params") or "{}")
             if not isinstance(params, dict):

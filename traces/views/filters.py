@@ -23,7 +23,7 @@ class RunFilterForm(forms.Form):
                                 label="from")
     until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                 label="to")
-    min_cost = forms.DecimalField(required=False, min_value=0, label="cost ≥ $",
+    min_cost = forms.DecimalField(required=False, min_value=0, max_digits=16, decimal_places=6, label="cost ≥ $",
                                   widget=forms.NumberInput(attrs={"step": "any", "class": "num"}))
     min_duration_ms = forms.IntegerField(required=False, min_value=0, label="latency ≥ ms",
                                          widget=forms.NumberInput(attrs={"class": "num"}))

@@ -62,7 +62,7 @@ def run_spans(request, trace_id):
     context = {"run": run, "run_id": run.pk, "more": None}
     if "after" in request.GET:
         after = request.GET["after"]
-        if not after.isdigit():
+        if not (after.isascii() and after.isdigit()):
             raise Http404("after must be a seq number")
         tree = trees.load_tree(run, fields=("span_id", "parent_span_id", "seq"))
         rows = trees.slim_rows(Span.objects.filter(run_id=run.pk, seq__gt=int(after)), limit=AFTER_LIMIT + 1)
@@ -78,7 +78,7 @@ def run_spans(request, trace_id):
     if "from" in request.GET:
         within = request.GET.get("within", "")
         depth = request.GET.get("depth", "")
-        expand_depth = int(depth) if depth.isdigit() else trees.ALL
+        expand_depth = int(depth) if depth.isascii() and depth.isdigit() else trees.ALL
         if within and within not in tree.spans:
             raise Http404("no such span")
         rows, more = trees.slice_rows(tree, within=within, start=request.GET["from"], expand_depth=expand_depth)
