@@ -176,7 +176,8 @@ def detector_settings(request):
             raise PermissionDenied("Only Admins edit detectors.")
         form = request.POST
         kind = form.get("kind", "")
-        agent_id = int(form["agent"]) if form.get("agent", "").isascii() and form["agent"].isdigit() else None
+        agent = form.get("agent", "")
+        agent_id = int(agent) if agent.isascii() and agent.isdigit() else None
         try:
             params = json.loads(form.get("params") or "{}")
             if not isinstance(params, dict):
