@@ -252,3 +252,18 @@ def test_staff_sessions_read_the_api_but_no_role_does_not(world):
     for url in ("/api/v1/runs", f"/api/v1/runs/{world.run.trace_id}", f"/api/v1/prompts/{world.prompt_name}"):
         assert world.client("none").get(url).status_code == 403, url
     assert world.client("reviewer").get("/api/v1/whoami").status_code == 401
+
+
+def test_the_span_panel_shows_only_approval_requests_the_viewer_may_see(world):
+    """A run page is for every staff role, but the approval requests asked from its spans are not: a reviewer
+    sees only their queues' (as on /approvals/<id>/)."""
+    from tests.hardening.conftest import pending_request
+
+    pending_request(world.agent, world.queue, summary="Refund secret 77", trace_id=world.run.trace_id,
+                    span_id=world.span_id, action="refund_from_span")
+    url = f"/runs/{world.run.trace_id}/spans/{world.span_id}/"
+    for role, sees in (("reviewer", True), ("operator", True), ("admin", True), ("stranger", False)):
+        for htmx in (False, True):
+            response = world.client(role).get(url, **({"HTTP_HX_REQUEST": "true"} if htmx else {}))
+            assert response.status_code == 200, role
+            assert ("billing.refund_from_span" in response.content.decode()) is sees, (role, htmx)

@@ -209,8 +209,11 @@ def test_more_marker_continues_a_wide_level(reviewer_client, agent):
 # --- span panel --------------------------------------------------------------------------------
 
 @pytest.mark.django_db
-def test_span_panel_shows_conversation_tool_state_events_and_approval(reviewer_client, agent):
-    from approvals.models import ApprovalRequest
+def test_span_panel_shows_conversation_tool_state_events_and_approval(reviewer_client, reviewer, agent):
+    from approvals.models import ApprovalRequest, Queue
+
+    queue = Queue.objects.create(name="refunds")
+    queue.members.add(reviewer)  # a reviewer sees the requests of their queues only
 
     run = make_run(agent)
     root, llm, tool, state = make_spans(run, 4)
@@ -228,7 +231,7 @@ def test_span_panel_shows_conversation_tool_state_events_and_approval(reviewer_c
         "console.state.key": "cart", "console.state.before": '{"items": 1}', "console.state.after": '{"items": 2}',
         "custom.flag": True})
     ApprovalRequest.objects.create(agent=agent, action="refund", arguments={}, arguments_digest="x", risk="high",
-                                   trace_id=run.trace_id, span_id=tool.span_id)
+                                   trace_id=run.trace_id, span_id=tool.span_id, queue=queue)
 
     html = reviewer_client.get(f"/runs/{run.trace_id}/spans/{llm.span_id}/", HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in html

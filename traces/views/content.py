@@ -130,8 +130,8 @@ def _short(value, limit: int = MAX_APPROVAL_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
-def approvals_for(trace_id: str, span_id: str) -> list:
-    """The approval requests asked from this span, each with ``decision_rows`` (reviewer, verdict,
+def approvals_for(trace_id: str, span_id: str, user) -> list:
+    """The approval requests asked from this span that ``user`` may see (a reviewer: their queues'), each with ``decision_rows`` (reviewer, verdict,
     reason, time) and ``execution`` (the report: result or error, time, whether a digest was checked).
     Agent- and reviewer-written text comes back as plain, size-limited strings; the template escapes it."""
     try:
@@ -139,7 +139,7 @@ def approvals_for(trace_id: str, span_id: str) -> list:
         from console.models import AuditEntry
     except ImportError:  # the approvals app is optional for this view
         return []
-    requests = list(ApprovalRequest.objects.filter(trace_id=trace_id, span_id=span_id)
+    requests = list(ApprovalRequest.objects.visible_to(user).filter(trace_id=trace_id, span_id=span_id)
                     .select_related("queue").order_by("pk")[:10])
     if not requests:
         return requests

@@ -98,7 +98,7 @@ def span_panel(request, trace_id, span_id):
     span = get_object_or_404(Span, run_id=run.pk, span_id=span_id.lower())
     context = {"run": run, "span": span, "is_error": span.status == SpanStatus.ERROR,
                **content.panel_content(span)}
-    context["approvals"] = content.approvals_for(run.trace_id, span.span_id)
+    context["approvals"] = content.approvals_for(run.trace_id, span.span_id, request.user)
     context["linked"] = content.linked_spans(run, span)
     if not request.htmx:
         return render(request, "traces/span_page.html", context)
