@@ -19,6 +19,7 @@ from traces.models import Run, RunStatus, Span
 router = Router(tags=["traces"])
 
 MAX_PAGE = 200
+DEFAULT_SPANS, MAX_SPANS = 1000, 5000  # spans per run read: a run may hold many thousands
 MAX_COST = Decimal("9999999999")  # the cost column holds 10 integer digits
 
 
@@ -160,9 +161,11 @@ def list_runs(
 
 @router.get("/runs/{trace_id}", auth=[agent_auth, session_auth], response=RunDetail,
             summary="One run with its spans")
-def get_run(request, trace_id: str, after_seq: int = Query(0, ge=0, description="only spans with a higher seq")):
-    """The run of ``trace_id`` (32 hex characters) with its spans in start order."""
+def get_run(request, trace_id: str, after_seq: int = Query(0, ge=0, description="only spans with a higher seq"),
+            limit: int = Query(DEFAULT_SPANS, ge=1, le=MAX_SPANS, description="at most this many spans: those with "
+                               "the lowest seqs after after_seq; page on with after_seq until last_seq")):
+    """The run of ``trace_id`` (32 hex characters) with (a page of) its spans in start order."""
     run = get_object_or_404(visible_runs(request), trace_id=trace_id.lower())
-    spans = Span.objects.filter(run=run, seq__gt=after_seq).order_by("start_time", "seq")
-    run.spans_list = list(spans)
+    page = list(Span.objects.filter(run=run, seq__gt=after_seq).order_by("seq")[:limit])
+    run.spans_list = sorted(page, key=lambda span: (span.start_time, span.seq))
     return run

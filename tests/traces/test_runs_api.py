@@ -109,3 +109,20 @@ def test_runs_endpoints_are_in_the_openapi_document(client):
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert "get" in paths["/api/v1/runs"]
     assert "get" in paths["/api/v1/runs/{trace_id}"]
+
+
+def test_a_runs_spans_come_in_bounded_pages_by_seq(client, agent_headers, agent_key):
+    """One run may hold many thousands of spans: a read answers at most ``limit`` (default 1,000, at most
+    5,000) with the lowest seqs after ``after_seq``; the caller pages on until it reaches ``last_seq``."""
+    trace_id = _ingest(client, agent_key, n_tools=12)
+    first = client.get(f"/api/v1/runs/{trace_id}?limit=5", **agent_headers).json()
+    assert first["span_count"] == 14 and len(first["spans"]) == 5
+    seen, after = [], 0
+    while after < first["last_seq"]:
+        page = client.get(f"/api/v1/runs/{trace_id}?limit=5&after_seq={after}", **agent_headers).json()
+        assert 0 < len(page["spans"]) <= 5
+        seen += [s["seq"] for s in page["spans"]]
+        after = max(s["seq"] for s in page["spans"])
+    assert sorted(seen) == list(range(1, 15))
+    response = client.get(f"/api/v1/runs/{trace_id}?limit=100000", **agent_headers)
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "limit"
