@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+import unicodedata
 from datetime import datetime, timedelta
 
 import httpx
@@ -81,8 +82,11 @@ def request_payload(req: ApprovalRequest, *, event: str, level: int | None = Non
 
 
 def title_for(req: ApprovalRequest, event: str) -> str:
+    """One line (it is a mail subject): control characters of the agent's action name become spaces,
+    so a line break there can neither add a header nor make every send fail (BadHeaderError)."""
     what = "SLA breached" if event == "approval.breached" else "Approval needed"
-    return f"{what}: {req.agent.name} wants {req.action} ({req.risk}) #{req.pk}"[:300]
+    action = "".join(" " if unicodedata.category(c) == "Cc" else c for c in req.action)
+    return f"{what}: {req.agent.name} wants {action} ({req.risk}) #{req.pk}"[:300]
 
 
 def recipients_of(req: ApprovalRequest, level: dict, cache: dict | None = None) -> list:

@@ -153,3 +153,20 @@ def test_user_topics_are_only_for_that_user():
         pk = 7
 
     assert may_watch_user(U(), "7") and not may_watch_user(U(), "8")
+
+
+@pytest.mark.django_db
+def test_an_action_name_with_a_line_break_cannot_stop_its_escalation_email(agent, admin_user, fixed_now):
+    """The title (the mail's subject) holds the agent's action name; a line break there made every send fail
+    (BadHeaderError), so an agent could keep its own request from paging anyone."""
+    queue = make_queue("payments")
+    make_rule(action_pattern="*", queue=queue)
+    rita = make_reviewer(queue, "rita")
+    update_matrix(queue_id=queue.pk, breach_action="keep_pending_and_page", actor=admin_user,
+                  levels=[{"after_minutes": 0, "queue_reviewers": True, "email": True}])
+    req = make_request(agent=agent, action="refunds.issue\r\nBcc: attacker@example.test", risk="high", now=fixed_now)
+    jobs.fire_due_escalations(now=fixed_now)
+    assert jobs.deliver_pending_notifications(now=fixed_now) == 2
+    assert [m.to for m in mail.outbox] == [[rita.email]] and not mail.outbox[0].bcc
+    assert "\n" not in mail.outbox[0].subject and "refunds.issue" in mail.outbox[0].subject
+    assert set(Delivery.objects.filter(request=req).values_list("status", flat=True)) == {"sent"}
