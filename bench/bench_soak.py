@@ -296,6 +296,9 @@ def run() -> list[Result]:
     keys = [f"{agent}=" + manage("create_agent_key", agent, "--name", "soak", env=env).stdout.strip()
             for agent in AGENTS]
     create_staff(env, "soak-operator", ("Operator",))
+    # bench.common collects static files only when STATIC_ROOT has no manifest yet; a file added since (the
+    # favicon base.html links) would make every page a 500. collectstatic is incremental: cheap when current.
+    manage("collectstatic", "--noinput", "-v0", env=env)
     samples = {"total": [], "serve": [], "celery": []}
     health_failures, health_checks, loads = 0, 0, []
     metrics_first = metrics_last = {}
