@@ -7,6 +7,12 @@ prompt and completion text, tool calls with JSON arguments) from several
 keep-alive httpx connections in threads of this process. Bodies are encoded
 before the clock starts, so the figure is the console's, not the driver's.
 Afterwards every acknowledged span must be in the database (counted with psql).
+
+The notes' server CPU and PostgreSQL µs per span are CPU time of those processes, and they
+rise with the machine's load: the same code measured 102 µs quiet and 133-153 µs at load
+average 6-14 (other work on the 2 cores). Compare two versions of the code by alternating
+runs under the same load (e.g. one from ``git archive HEAD`` in /tmp), never against a
+figure from a quieter hour; ``BENCH_INGEST_SINGLE_REQUESTS=200`` shortens the batch-1 part.
 """
 
 import json
