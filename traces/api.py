@@ -119,7 +119,7 @@ def list_runs(
     has_pending_approval: bool | None = None,
     prompt_name: str | None = None,
     prompt_version: str | None = None,
-    q: str | None = Query(None, description="free text in run and span names and span content"),
+    q: str | None = Query(None, max_length=200, description="free text in run and span names and span content"),
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE),
 ):

@@ -126,3 +126,10 @@ def test_a_runs_spans_come_in_bounded_pages_by_seq(client, agent_headers, agent_
     assert sorted(seen) == list(range(1, 15))
     response = client.get(f"/api/v1/runs/{trace_id}?limit=100000", **agent_headers)
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "limit"
+
+
+def test_free_text_search_is_bounded_like_the_runs_page(client, agent_headers):
+    """``q`` is matched against every span's text: 200 characters at most, as on the runs page."""
+    assert client.get("/api/v1/runs?q=" + "x" * 200, **agent_headers).status_code == 200
+    response = client.get("/api/v1/runs?q=" + "x" * 5000, **agent_headers)
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "q"
