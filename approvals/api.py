@@ -7,6 +7,7 @@ thread, and gives its DB connection back while it waits (see
 ``POST /approvals`` honours the key's ``rate_limit_per_s`` (429 with ``Retry-After``).
 """
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -214,11 +215,25 @@ def _release_connection() -> None:
         connection.close()
 
 
-def _own_request_released(agent, pk: int) -> ApprovalRequest | None:
+def _own_answer_released(agent, pk: int) -> tuple[str, dict] | None:
+    """The request's status and answer (None: not this agent's), its DB connection handed back at once."""
     try:
-        return _own_request(agent, pk)
+        req = _own_request(agent, pk)
+        return None if req is None else (req.status, answer(req))
     finally:
         _release_connection()
+
+
+def _carried_answer(message: dict) -> tuple[str, dict] | None:
+    """The answer a decision's message carries (``approvals.live.notify_waiters``), if any."""
+    body, status = message.get("body"), message.get("status")
+    if not isinstance(body, str) or not isinstance(status, str):
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return (status, data) if isinstance(data, dict) else None
 
 
 class WaitingAgentKeyAuth(AgentKeyAuth):
@@ -266,10 +281,17 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
     return Reply(201, answer(req))
 
 
-async def _wait_until_decided(agent, pk: int, wait: float) -> ApprovalRequest | None:
-    load = sync_to_async(_own_request_released)
+async def _wait_until_decided(agent, pk: int, wait: float) -> tuple[str, dict] | None:
+    """The request's status and answer once decided (or at the end of ``wait``); None: not this agent's.
+
+    A woken waiter answers with what the decision's message carries (rendered once from the committed row)
+    instead of reading the row again: under Django's handler each read is a hop to this request's thread
+    and a query, and hundreds of them at once (woken together, or re-reading together) starve the loop.
+    """
+    load = sync_to_async(_own_answer_released)
     return await waiters.wait_until_decided(pk, wait, lambda: load(agent, pk),
-                                            lambda req: req is None or req.status != Status.PENDING)
+                                            lambda found: found is None or found[0] != Status.PENDING,
+                                            from_message=_carried_answer)
 
 
 @router.get("/approvals/{approval_id}", auth=waiting_agent_auth, response={200: ApprovalOut, 404: ErrorOut},
@@ -279,10 +301,10 @@ async def get_approval(request, approval_id: int, wait: float = 0):
     or after `wait` seconds (capped at 60) with `status: pending`. Holding costs no thread."""
     if wait < 0 or wait != wait:
         raise _field_error("wait", "seconds to wait, 0 to 60")
-    req = await _wait_until_decided(request.agent, approval_id, min(float(wait), MAX_WAIT_S))
-    if req is None:
+    found = await _wait_until_decided(request.agent, approval_id, min(float(wait), MAX_WAIT_S))
+    if found is None:
         return Reply(404, {"detail": "No such approval request for this agent."})
-    return Reply(200, answer(req))
+    return Reply(200, found[1])
 
 
 @router.post("/approvals/{approval_id}/execution", auth=agent_auth,

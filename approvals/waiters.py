@@ -18,8 +18,9 @@ How a decision reaches a waiter, and why none is lost:
   nothing): once it has subscribed again it sets every registered Event, so
   every waiter re-reads its row.
 - A slow re-read every ``RECHECK_S`` stays as the safety net (a connection that
-  died silently); without Redis, or while the listener cannot subscribe, waiters
-  re-read every ``POLL_S``.
+  died silently), each time after a random part of it between half and all, so
+  waiters that came together do not re-read together; without Redis, or while
+  the listener cannot subscribe, waiters re-read every ``POLL_S``.
 - A final decision's message may carry the answer itself (rendered from the
   committed row): a waiter whose first read showed the request is its own may
   answer with it (``from_message``) instead of reading the row again. Decisions
@@ -32,6 +33,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import threading
 import uuid
 from collections import defaultdict
@@ -248,7 +250,8 @@ async def wait_until_decided(pk: int, wait: float, load: Callable[[], Awaitable]
                 log.warning("approval waiters: not subscribed after %.1f s; polling", SUBSCRIBE_WAIT_S)
         current = await load()
         while not is_final(current) and (left := deadline - loop.time()) > 0:
-            recheck = RECHECK_S if listener.subscribed.is_set() else POLL_S
+            # Spread over (RECHECK_S/2, RECHECK_S]: agents that arrived together do not all re-read together.
+            recheck = RECHECK_S * (1 - random.random() / 2) if listener.subscribed.is_set() else POLL_S
             try:
                 await asyncio.wait_for(event.wait(), timeout=min(left, recheck))
             except TimeoutError:

@@ -259,6 +259,46 @@ async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_
     assert body == json.loads((await asgi._released(real_read)(agent, req.pk))[1])  # what a read answers now
 
 
+@pytest.mark.parametrize("edited, reads_after_wake", [
+    ({"amount": 4}, 0),  # the message carries the answer: no second read
+    ({"amount": 4, "note": "x" * 20_000}, 1),  # too large to carry: read from the database
+], ids=["answer carried", "answer read"])
+async def test_djangos_handler_answers_a_woken_waiter_as_a_fresh_read_would(
+        agent, agent_key, admin_user, no_recheck, other_process, monkeypatch, delivered, edited, reads_after_wake):
+    """Without the long-poll fast path (a deployment mounting Django's app alone), a woken waiter answers with
+    what the decision's message carries: the same JSON as a read, without a second trip to the database."""
+    from django.test import AsyncClient
+
+    from approvals import api
+
+    req = await sync_to_async(make_request)(agent=agent, risk="high")
+    real_read = api._own_answer_released
+    reads = []
+
+    def read_then_decide(agent, pk):
+        found = real_read(agent, pk)
+        reads.append(found[0])
+        if len(reads) == 1:
+            _decide(pk, admin_user, verdict="modify", reason="less", arguments=edited)
+            delivered(pk)
+        return found
+
+    monkeypatch.setattr(api, "_own_answer_released", read_then_decide)
+    monkeypatch.setattr(api, "MAX_WAIT_S", NEVER)
+    auth = {"Authorization": f"Bearer {agent_key}"}
+    response = await asyncio.wait_for(AsyncClient().get(f"/api/v1/approvals/{req.pk}?wait={NEVER}", headers=auth),
+                                      timeout=HANG)
+
+    assert reads[0] == Status.PENDING
+    assert len(reads) == 1 + reads_after_wake
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["arguments"]) == ("approved", edited)
+    assert body["decided_by"] == admin_user.username
+    monkeypatch.setattr(api, "_own_answer_released", real_read)
+    assert body == (await AsyncClient().get(f"/api/v1/approvals/{req.pk}", headers=auth)).json()  # a read now
+
+
 async def test_a_decision_made_in_this_process_wakes_its_waiter_without_redis(agent, admin_user, no_recheck,
                                                                             settings):
     """The embedded mode (no REDIS_URL): the deciding thread wakes the waiters on the server's loop."""
