@@ -2,39 +2,17 @@
 production, the demo rules want two reviewers, the first edits, the second approves, and the agent runs
 exactly the edited migration once (through the client's guard) and reports it."""
 
-import io
-import time
-
-from agents import demo as agents_demo
-from agents.fleet import Fleet
-from approvals import demo as approvals_demo
 from approvals.models import ApprovalRequest, Status
 from approvals.services import decide_request
 from console.models import AuditEntry
-from console.roles import Role
-from tests import factories
-
-
-def wait_until(condition, limit_s: float = 120):
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    return None
+from tests.fleet_helpers import demo_fleet, seed_demo, wait_until
 
 
 def test_a_prod_migration_needs_two_reviewers_and_runs_the_edited_sql_once(asgi_server):
     from traces.models import Span
 
-    reviewer = factories.make_user(Role.REVIEWER, username="reviewer")
-    admin = factories.make_user(Role.ADMIN, username="admin")
-    agents_demo.seed(io.StringIO())
-    approvals_demo.seed(io.StringIO())
-    fleet = Fleet(asgi_server.url, {"data-ops": agents_demo.DEMO_KEYS["data-ops"]}, rate=8, seed=3, mischief=False)
-    fleet.start()
-    try:
+    reviewer, admin = seed_demo()
+    with demo_fleet(asgi_server.url, ["data-ops"], rate=8, seed=3, mischief=False):
         asked = wait_until(lambda: ApprovalRequest.objects.filter(
             action="run_migration", status=Status.PENDING, arguments__environment="prod").order_by("pk").first())
         assert asked is not None, "data-ops never asked to migrate prod"
@@ -46,8 +24,6 @@ def test_a_prod_migration_needs_two_reviewers_and_runs_the_edited_sql_once(asgi_
         assert ApprovalRequest.objects.get(pk=asked.pk).status == Status.PENDING  # one of two: nothing runs
         decide_request(request_id=asked.pk, reviewer=admin, verdict="approve", reason="agreed")
         executed = wait_until(lambda: ApprovalRequest.objects.filter(pk=asked.pk, executed_at__isnull=False).first())
-    finally:
-        fleet.stop()
     assert executed is not None, "the approved migration was never reported as run"
     assert executed.final_arguments == edited and executed.execution_error == ""
     assert AuditEntry.objects.get(action="approval.executed", target_id=str(asked.pk)).after["reported_digest"] \
@@ -55,4 +31,3 @@ def test_a_prod_migration_needs_two_reviewers_and_runs_the_edited_sql_once(asgi_
     # Exactly one run of the migration in that trace, with the edited SQL.
     runs = list(Span.objects.filter(run__trace_id=asked.trace_id, name="execute_tool run_migration"))
     assert len(runs) == 1 and runs[0].tool_arguments == edited
-    assert sum(s["errors"] for s in fleet.stats().values()) == 0, fleet.stats()

@@ -1,7 +1,6 @@
 """The long-poll fast path answers waiting reads itself, exactly like the ninja endpoint."""
 
 import json
-import os
 import threading
 
 import pytest
@@ -53,7 +52,7 @@ def fallback():
 async def test_a_waiting_read_is_answered_with_the_decision(agent, agent_key, admin_user):
     inner, calls = fallback()
     req = await sync_to_async(make_request)(agent=agent, risk="high")
-    thread = threading.Thread(target=_decide_once_someone_waits, args=(req.pk, admin_user, os.environ["REDIS_URL"]),
+    thread = threading.Thread(target=_decide_once_someone_waits, args=(req.pk, admin_user),
                               kwargs={"verdict": "modify", "reason": "less", "arguments": {"amount": 2}})
     thread.start()
     sent = await call(long_poll(inner), f"/api/v1/approvals/{req.pk}", "wait=30", agent_key)

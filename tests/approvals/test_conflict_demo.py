@@ -1,33 +1,16 @@
 """The demo's conflict story with the real fleet over HTTP: support-bot and data-ops both act on
 crm:customer:42; the later one is held, and arbitration (the queue's rule or a reviewer) resolves it."""
 
-import io
 import random
-import time
 
-from agents import demo as agents_demo
-from agents.fleet import Fleet
 from agents.fleet.sim import Mischief
-from approvals import conflict_demo
-from approvals import demo as approvals_demo
 from approvals.models import ApprovalRequest, Queue, Status
 from approvals.services import decide_request
 from approvals.services.conflicts import arbitrate_conflict
-from console.roles import Role
-from tests import factories
 from tests.browser.conftest import asgi_server  # noqa: F401 - the real console on uvicorn in a thread
+from tests.fleet_helpers import demo_fleet, seed_demo, wait_until
 
 CUSTOMER = "crm:customer:42"
-
-
-def wait_until(condition, limit_s: float = 120):
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    return None
 
 
 def _held_pair():
@@ -41,17 +24,10 @@ def _held_pair():
 
 
 def test_two_demo_agents_conflicting_on_one_customer_are_resolved_by_arbitration(asgi_server):
-    reviewer = factories.make_user(Role.REVIEWER, username="reviewer")
-    factories.make_user(Role.ADMIN, username="admin")
-    agents_demo.seed(io.StringIO())
-    approvals_demo.seed(io.StringIO())
-    conflict_demo.seed(io.StringIO())
+    reviewer, _admin = seed_demo(conflicts=True)
     assert Queue.objects.get(name="data").conflict_rule == "higher_risk_waits"
-    keys = {name: agents_demo.DEMO_KEYS[name] for name in ("support-bot", "data-ops")}
     mischief = Mischief(random.Random(5), 8, enabled=False, always=("shared_resource",))
-    fleet = Fleet(asgi_server.url, keys, rate=8, seed=5, mischief=mischief)
-    fleet.start()
-    try:
+    with demo_fleet(asgi_server.url, ["support-bot", "data-ops"], rate=8, seed=5, mischief=mischief):
         pair = wait_until(_held_pair)
         assert pair is not None, "support-bot and data-ops never conflicted on " + CUSTOMER
         later, first = pair
@@ -72,6 +48,3 @@ def test_two_demo_agents_conflicting_on_one_customer_are_resolved_by_arbitration
             done = ApprovalRequest.objects.get(pk=later.pk)
             assert done.status == Status.REJECTED
             assert done.reason.startswith(f"conflict: #{first.pk} holds {CUSTOMER}")
-    finally:
-        fleet.stop()
-    assert sum(s["errors"] for s in fleet.stats().values()) == 0, fleet.stats()

@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test import AsyncClient
@@ -25,26 +24,24 @@ async def _close_async_connections():
     await sync_to_async(lambda: connection.close())()
 
 
-def _decide_once_someone_waits(request_id: int, reviewer, redis_url: str, **decision):
-    """Wait (bounded) until the waiter has joined the request's group, then decide."""
-    client = redis.Redis.from_url(redis_url)
+def _decide_once_someone_waits(request_id: int, reviewer, **decision):
+    """Wait (bounded) until an agent waits in this process, then decide."""
+    from approvals import waiters
+
     try:
         for _ in range(400):
-            if client.zcard(f"asgi:group:approval-{request_id}"):
+            if waiters.waiting_count():
                 break
             time.sleep(0.025)
         decide_request(request_id=request_id, reviewer=reviewer, **decision)
     finally:
-        client.close()
         connection.close()
 
 
 async def test_wait_returns_the_edit_when_a_reviewer_decides_from_another_thread(agent, agent_key, admin_user,
                                                                                settings):
-    import os
-
     req = await sync_to_async(make_request)(agent=agent, risk="critical")
-    thread = threading.Thread(target=_decide_once_someone_waits, args=(req.pk, admin_user, os.environ["REDIS_URL"]),
+    thread = threading.Thread(target=_decide_once_someone_waits, args=(req.pk, admin_user),
                               kwargs={"verdict": "modify", "reason": "smaller", "arguments": {"amount": 1}})
     thread.start()
     response = await AsyncClient().get(f"/api/v1/approvals/{req.pk}?wait=30",
@@ -85,15 +82,13 @@ async def test_wait_on_another_agents_request_is_404(agent, admin_user):
 
 
 async def test_a_waiter_that_gives_up_does_not_disturb_another(agent, agent_key, admin_user):
-    import os
-
     first = await sync_to_async(make_request)(agent=agent, risk="high")
     second = await sync_to_async(make_request)(agent=agent, risk="high")
     client = AsyncClient()
     headers = {"Authorization": f"Bearer {agent_key}"}
     gives_up = await client.get(f"/api/v1/approvals/{first.pk}?wait=0.2", headers=headers)
     assert gives_up.json()["status"] == "pending"
-    thread = threading.Thread(target=_decide_once_someone_waits, args=(second.pk, admin_user, os.environ["REDIS_URL"]),
+    thread = threading.Thread(target=_decide_once_someone_waits, args=(second.pk, admin_user),
                               kwargs={"verdict": "approve", "reason": "ok"})
     thread.start()
     response = await client.get(f"/api/v1/approvals/{second.pk}?wait=30", headers=headers)
