@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F
 
+from console.linear_regex import UnsupportedPattern, compile_linear
+
 # name -> (pattern, replacement). Kept in code: built-ins cannot be switched off.
 BUILTIN_RULES: dict[str, tuple[str, str]] = {
     "email": (r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}",
@@ -153,11 +155,14 @@ class Redactor:
     def __init__(self, rules: list[tuple[str, str, str]], *, builtin_names=frozenset(BUILTIN_RULES)):
         self.rules: list[_Rule] = []
         for name, pattern, replacement in rules:
+            # (by name and pattern: an admin rule never runs on ``re``, whatever it is called)
+            builtin = name in builtin_names and BUILTIN_RULES.get(name, (pattern,))[0] == pattern
             try:
-                regex = re.compile(pattern)
-            except re.error:
+                # An admin's pattern runs on RE2 (linear time): with ``re`` an agent could stall ingest
+                # with text that makes the pattern backtrack. The built-ins are ours and stay on ``re``.
+                regex = re.compile(pattern) if builtin else compile_linear(pattern)
+            except (re.error, UnsupportedPattern):
                 continue  # an invalid admin rule must not stop ingest; the admin form rejects it
-            builtin = name in builtin_names
             # A literal backslash in the replacement is meant literally, not as a group reference.
             self.rules.append(_Rule(name, regex, replacement.replace("\\", "\\\\"),
                                     _HINTS.get(name) if builtin else None, builtin and name in _WINDOWED,

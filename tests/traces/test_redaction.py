@@ -82,6 +82,29 @@ def test_disabled_admin_rule_is_not_applied_but_builtins_always_are(client, agen
     assert Span.objects.get().input_text == "banana [REDACTED:email]"
 
 
+@pytest.mark.timeout(120)  # a hang guard: Python's backtracking engine takes hours on this text
+def test_an_admin_rule_that_backtracks_cannot_stall_ingest(client, agent_key):
+    # (a|aa)+$ on sixty a's and a b: exponential for ``re``, linear on RE2, which admin rules run on
+    RedactionRule.objects.create(name="runs-of-a", pattern=r"(a|aa)+$", replacement="[A]")
+    redaction.invalidate_cache()
+    trace = helpers.new_trace_id()
+    spans = [helpers.make_span(trace, attrs={"input.value": "a" * 60 + "b"}),
+             helpers.make_span(trace, attrs={"input.value": "tail aaaa"})]
+    assert helpers.post(client, helpers.body_of(*spans), key=agent_key).status_code == 200
+    assert sorted(Span.objects.values_list("input_text", flat=True)) == ["a" * 60 + "b", "tail [A]"]
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"secret(?=-\d)", r"(?<!x)key"])
+def test_a_rule_the_linear_engine_cannot_run_is_refused_naming_the_pattern(pattern):
+    from django.core.exceptions import ValidationError
+
+    rule = RedactionRule(name="bad", pattern=pattern, replacement="[X]")
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+    assert "pattern" in refused.value.message_dict
+    assert "look-around and back-references" in refused.value.message_dict["pattern"][0]
+
+
 def test_builtin_rules_exist_as_rows_for_counting():
     assert set(RedactionRule.objects.filter(builtin=True).values_list("name", flat=True)) == {
         "email", "phone", "card-number", "api-key"}
