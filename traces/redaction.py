@@ -8,6 +8,7 @@ counted: per span (``Span.redaction_count``, written with the span) and per rule
 queue on one hot counter row).
 """
 
+import logging
 import re
 import threading
 import time
@@ -18,6 +19,9 @@ from django.db import transaction
 from django.db.models import F
 
 from console.linear_regex import UnsupportedPattern, compile_linear
+
+log = logging.getLogger(__name__)
+_warned_backtracking: set[tuple[str, str]] = set()
 
 # name -> (pattern, replacement). Kept in code: built-ins cannot be switched off.
 BUILTIN_RULES: dict[str, tuple[str, str]] = {
@@ -161,7 +165,17 @@ class Redactor:
                 # An admin's pattern runs on RE2 (linear time): with ``re`` an agent could stall ingest
                 # with text that makes the pattern backtrack. The built-ins are ours and stay on ``re``.
                 regex = re.compile(pattern) if builtin else compile_linear(pattern)
-            except (re.error, UnsupportedPattern):
+            except UnsupportedPattern:
+                # Saved before patterns were checked for RE2: redacting with ``re`` beats leaking the value.
+                if (name, pattern) not in _warned_backtracking:  # once per process, not per rebuild
+                    _warned_backtracking.add((name, pattern))
+                    log.warning("redaction rule %r runs on Python's re (RE2 cannot run it): edit it to a "
+                                "linear-time pattern", name)
+                try:
+                    regex = re.compile(pattern)
+                except re.error:
+                    continue
+            except re.error:
                 continue  # an invalid admin rule must not stop ingest; the admin form rejects it
             # A literal backslash in the replacement is meant literally, not as a group reference.
             self.rules.append(_Rule(name, regex, replacement.replace("\\", "\\\\"),

@@ -105,6 +105,15 @@ def test_a_rule_the_linear_engine_cannot_run_is_refused_naming_the_pattern(patte
     assert "look-around and back-references" in refused.value.message_dict["pattern"][0]
 
 
+def test_a_rule_saved_before_the_linear_engine_still_redacts(client, agent_key):
+    # look-around is refused on save now, but a rule saved earlier must not silently stop redacting
+    RedactionRule.objects.bulk_create([RedactionRule(name="old", pattern=r"token(?=-\d)", replacement="[T]")])
+    redaction.invalidate_cache()
+    span = helpers.make_span(helpers.new_trace_id(), attrs={"input.value": "token-1 and tokens"})
+    assert helpers.post(client, helpers.body_of(span), key=agent_key).status_code == 200
+    assert Span.objects.get().input_text == "[T]-1 and tokens"
+
+
 def test_builtin_rules_exist_as_rows_for_counting():
     assert set(RedactionRule.objects.filter(builtin=True).values_list("name", flat=True)) == {
         "email", "phone", "card-number", "api-key"}
