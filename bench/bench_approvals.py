@@ -2,10 +2,10 @@
 
 1. Decision-to-agent latency with 500 agents waiting at once on ONE server process:
    each agent creates a request and holds ``GET /api/v1/approvals/{id}?wait=60``
-   (httpx async); once all 500 are held by the server, another process decides
-   them (the real ``decide_request``, 50 a second) and stamps the moment it
-   called it; the agent stamps when its answer arrives. Same clock. Measured
-   on the console's ASGI application (``console.asgi:application``, the long-poll
+   (httpx async); once all 500 are held by the server (each past its first read
+   of the row), another process decides them (the real ``decide_request``, 50 a
+   second) and stamps the moment it called it; the agent stamps when its answer
+   arrives. Same clock. Measured on the console's ASGI application (``console.asgi:application``, the long-poll
    fast path included, as ``manage.py serve`` runs it) and, for comparison, on
    Django's handler alone (the django-ninja async view).
 
@@ -104,6 +104,7 @@ def traced(app):
 
     trace: dict[int, dict] = {}
     held = set()
+    ready = set()  # held requests whose first read is done: they wait on the listener now
     path = re.compile(_WAIT_PATH)
 
     def seen(pk, message=None):
@@ -114,6 +115,7 @@ def traced(app):
 
         if hasattr(waiters, "observe"):
             waiters.observe = seen
+            hook_first_read(waiters)
             return
         # Before the waiters had a pub/sub listener: stamp what their channel-layer receive returns.
         from channels.layers import get_channel_layer
@@ -131,11 +133,32 @@ def traced(app):
 
         layer.receive, layer._bench_traced = stamped_receive, True
 
+    def hook_first_read(waiters):
+        """Mark a request ``ready`` once its waiter's first read returned (Django's handler may still be
+        working through 500 arrivals when they are all held)."""
+        wait_until_decided = waiters.wait_until_decided
+        if getattr(wait_until_decided, "_bench_traced", False):
+            return
+
+        async def stamped(pk, wait, load, *args, **kwargs):
+            async def load_and_mark():
+                result = await load()
+                ready.add(pk)
+                return result
+
+            try:
+                return await wait_until_decided(pk, wait, load_and_mark, *args, **kwargs)
+            finally:
+                ready.discard(pk)
+
+        stamped._bench_traced = True
+        waiters.wait_until_decided = stamped
+
     async def wrapper(scope, receive, send):
         if scope["type"] != "http":
             return await app(scope, receive, send)
         if scope["path"] == "/__bench/trace":
-            body = json.dumps({"held": len(held), "trace": trace}).encode()
+            body = json.dumps({"held": len(held), "ready": len(ready), "trace": trace}).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
@@ -297,11 +320,12 @@ def _latency(server: Server, keys: list[str], label: str) -> list[Result]:
         deadline = time.monotonic() + 60
         held = 0
         while time.monotonic() < deadline:
-            held = (await asyncio.to_thread(_server_trace, server.url))["held"]
-            if held >= len(ids):
+            state = await asyncio.to_thread(_server_trace, server.url)
+            held = state["held"]
+            if held >= len(ids) and state.get("ready", held) >= len(ids):  # every waiter past its first read
                 break
             await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)  # let the last arrivals finish their first read
+        await asyncio.sleep(1.0)  # let the server settle after the last arrivals
         threads = _threads(server.proc.pid)
         with open(ids_path, "w") as fh:
             json.dump(sorted(ids), fh)
