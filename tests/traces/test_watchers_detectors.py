@@ -263,6 +263,23 @@ def test_runaway_by_time_from_the_periodic_job(agent, watching):
     assert Incident.objects.get().trace_id == "1" * 32
 
 
+def test_abandoned_run_does_not_pause_its_agent_but_an_active_runaway_does(agent, watching):
+    """A run whose agent crashed or restarted (no span for long) is not runaway; one still sending spans is."""
+    now = timezone.now()
+    abandoned = Run.objects.create(trace_id="4" * 32, agent=agent, status="running",
+                                   started_at=now - timedelta(hours=2))
+    Run.objects.filter(pk=abandoned.pk).update(updated_at=now - timedelta(minutes=90))
+    assert jobs.check_windows(now=now) == 0
+    agent.refresh_from_db()
+    assert not agent.is_paused and not Incident.objects.exists()
+
+    Run.objects.create(trace_id="5" * 32, agent=agent, status="running", started_at=now - timedelta(hours=2))
+    assert jobs.check_windows(now=now) == 1
+    assert Incident.objects.get().trace_id == "5" * 32
+    agent.refresh_from_db()
+    assert agent.is_paused  # the default playbook still pauses a real runaway
+
+
 # --- conflicts ------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,10 @@ DEFAULTS: dict[str, dict] = {
                               "min_baseline_runs": 30},
                    "actions": [A.NOTIFY, A.ROLLBACK_PROMPT]},
     K.SCORE: {"params": {"checks": []}, "actions": [A.NOTIFY, A.REQUIRE_APPROVAL]},
-    K.RUNAWAY: {"params": {"max_spans": 1000, "max_seconds": 1800}, "actions": [A.NOTIFY, A.PAUSE]},
+    # max_idle_seconds: an unfinished run with no span for this long is abandoned (its agent crashed or
+    # restarted), not running away; the time check leaves it alone.
+    K.RUNAWAY: {"params": {"max_spans": 1000, "max_seconds": 1800, "max_idle_seconds": 600},
+                "actions": [A.NOTIFY, A.PAUSE]},
     K.CONFLICT: {"params": {"window_s": 300}, "actions": [A.NOTIFY, A.REQUIRE_APPROVAL]},
 }
 

@@ -136,10 +136,16 @@ def check_error_rate(*, agent_id: int, now: datetime) -> Finding | None:
 
 
 def check_runaway_durations(*, now: datetime, limit: int = 500) -> list[Finding]:
-    """Unfinished runs older than their agent's ``max_seconds``; the (status, -id) index bounds the read."""
+    """Unfinished runs older than their agent's ``max_seconds`` that are still active.
+
+    Still active: a span (or a waiting/resumed mark) arrived within ``max_idle_seconds``
+    (``updated_at``, written by every ingest). A run silent for longer is abandoned, its agent
+    crashed or restarted (e.g. ``manage.py demo`` restarted); pausing that agent would punish a
+    healthy successor, so such runs open no incident. The (status, -id) index bounds the read.
+    """
     findings = []
     unfinished = (Run.objects.filter(status__in=[RunStatus.RUNNING, RunStatus.WAITING])
-                  .order_by("-id").values("id", "trace_id", "agent_id", "started_at", "span_count",
+                  .order_by("-id").values("id", "trace_id", "agent_id", "started_at", "updated_at", "span_count",
                                           "prompt_name", "prompt_version")[:limit])
     for run in unfinished:
         if run["started_at"] is None:
@@ -149,12 +155,16 @@ def check_runaway_durations(*, now: datetime, limit: int = 500) -> list[Finding]
         age = (now - run["started_at"]).total_seconds()
         if not conf.enabled or age <= max_s:
             continue
+        idle = (now - run["updated_at"]).total_seconds()
+        if idle > int(conf.params["max_idle_seconds"]):
+            continue
         findings.append(Finding(kind=DetectorKind.RUNAWAY, agent_id=run["agent_id"],
                                 dedupe_key=f"a{run['agent_id']}:run:{run['trace_id']}", run_id=run["id"],
                                 trace_id=run["trace_id"],
                                 title=f"Runaway run: running {age / 60:.0f} min without finishing "
                                       f"(limit {max_s / 60:.0f} min)",
                                 evidence={"observed": age, "threshold": max_s, "measure": "seconds",
+                                          "idle_seconds": max(idle, 0.0),
                                           "spans": run["span_count"], "prompt_name": run["prompt_name"],
                                           "prompt_version": run["prompt_version"]}))
     return findings
