@@ -283,9 +283,12 @@ async def _otlp_traces(request):
 
 
 def _checked_token(request, declared_length: str) -> str:
-    """The bearer token (401 without one); 413 at once when the declared body size is over the limit."""
+    """The bearer token (401 without one); 400 for a Content-Length that is not a byte count (str.isdigit
+    accepts '²', which int() refuses); 413 at once when the declared body size is over the limit."""
     token = _bearer(request)
-    if declared_length.isdigit() and int(declared_length) > settings.OTLP_MAX_BODY_BYTES:
+    if declared_length and not (declared_length.isascii() and declared_length.isdigit()):
+        raise IngestError(400, f"Content-Length must be a number of bytes, not {declared_length[:20]!r}.")
+    if declared_length and int(declared_length) > settings.OTLP_MAX_BODY_BYTES:
         raise IngestError(413, f"Request body exceeds {settings.OTLP_MAX_BODY_BYTES} bytes.",
                           code=code_pb2.RESOURCE_EXHAUSTED)
     return token

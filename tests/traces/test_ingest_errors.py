@@ -150,6 +150,13 @@ def test_raw_body_over_the_limit_is_413(client, agent_key, settings):
     assert response.status_code == 413
 
 
+def test_a_content_length_that_is_not_a_byte_count_is_400_naming_it(client, agent_key):
+    # '\u00b2' passes str.isdigit() but not int(): it was a 500.
+    response = helpers.post(client, b"\0" * 10, key=agent_key, CONTENT_LENGTH="\u00b2")
+    assert response.status_code == 400
+    assert "Content-Length" in _status(response).message
+
+
 def test_unknown_content_encoding_is_415(client, agent_key):
     response = helpers.post(client, b"abc", key=agent_key, encoding="br")
     assert response.status_code == 415

@@ -27,11 +27,13 @@ class Answer:
 
 
 def asgi_post(body: bytes, *, key=None, content_type=PROTOBUF, encoding=None, host="testserver", method="POST",
-              scheme="http") -> Answer:
+              scheme="http", content_length: bytes | None = None) -> Answer:
     """One request through the project's ASGI application, as uvicorn would make it."""
     from console.asgi import application
 
-    headers = [(b"host", host.encode()), (b"content-length", str(len(body)).encode())]
+    if content_length is None:
+        content_length = str(len(body)).encode()
+    headers = [(b"host", host.encode()), (b"content-length", content_length)]
     if content_type:
         headers.append((b"content-type", content_type.encode()))
     if key is not None:
@@ -110,6 +112,15 @@ def test_body_over_the_limit_is_413(agent_key, settings):
     settings.OTLP_MAX_BODY_BYTES = 100
     answer = asgi_post(helpers.protobuf_body(helpers.record_agent_run()), key=agent_key)
     assert answer.status_code == 413 and _status(answer).code == 8
+
+
+@pytest.mark.parametrize("declared", ["\u00b2".encode("latin-1"), b"12\xb3", b"-5", b"1e3", b" 12"])
+def test_a_content_length_that_is_not_a_byte_count_is_400_naming_it(agent_key, declared):
+    # ASGI headers are raw bytes read as latin-1: b"\xb2" arrives as '\u00b2', which str.isdigit() accepts
+    # and int() refuses; that was a 500 before the ingest even looked at the body.
+    answer = asgi_post(helpers.protobuf_body(helpers.record_agent_run()), key=agent_key, content_length=declared)
+    assert answer.status_code == 400 and "Content-Length" in _status(answer).message
+    assert not Run.objects.exists()
 
 
 def test_no_free_slot_is_503_and_a_database_error_503_with_retry_after(agent_key, settings, monkeypatch):
