@@ -189,6 +189,8 @@ def detector_settings(request):
         else:
             messages.success(request, "Detector saved.")
             return redirect("incident-detectors")
+    else:
+        form = _saved_detector_form(request.GET.get("kind", ""), request.GET.get("agent", ""))
     rows = []
     for kind in DetectorKind:
         eff = detectors.settings_for(kind, None)
@@ -196,11 +198,30 @@ def detector_settings(request):
                      "overrides": DetectorConfig.objects.filter(kind=kind, agent__isnull=False).select_related("agent")})
     response = render(request, "traces/incidents/detectors.html", {
         "rows": rows, "agents": Agent.objects.order_by("name"), "action_kinds": ActionKind.choices,
-        "error": error, "form": form, "chosen_actions": form.getlist("actions") if form else [],
+        "error": error, "form": form,
+        "chosen_actions": form.getlist("actions") if error else form.get("actions", []),
         "may_edit": has_role(request.user, Role.ADMIN)})
     if error:
         response.status_code = 400
     return response
+
+
+def _saved_detector_form(kind: str, agent: str) -> dict:
+    """The form filled with what is in force for (kind, agent), so saving it unchanged changes nothing.
+
+    Parameters are the row's own (the rest stays inherited); the playbook and the enabled flag are
+    the effective ones, because saving replaces them.
+    """
+    kind = kind if kind in DetectorKind.values else DetectorKind.values[0]
+    agent_id = int(agent) if agent.isascii() and agent.isdigit() else None
+    if agent_id is not None and not Agent.objects.filter(pk=agent_id).exists():
+        agent_id = None
+    row = DetectorConfig.objects.filter(kind=kind, agent_id=agent_id).first()
+    eff = detectors.settings_for(kind, agent_id)
+    return {"kind": kind, "agent": "" if agent_id is None else str(agent_id),
+            "enabled": "on" if eff.enabled else "",
+            "params": json.dumps(row.params if row and row.params else {}, sort_keys=True),
+            "actions": list(eff.actions)}
 
 
 # --- autonomy -------------------------------------------------------------------------------------
