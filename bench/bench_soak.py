@@ -34,8 +34,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (ROOT, WORK, CeleryWorker, Result, Server, bench_env, create_staff, database_url, load_average, login,
-                          manage, port_is_free, reset_named_database)
+from bench.common import (ROOT, WORK, CeleryWorker, Result, Server, bench_env, collect_static, create_staff,
+                          database_url, load_average, login, manage, port_is_free, reset_named_database)
 
 DB_URL = os.environ.get("BENCH_SOAK_DATABASE_URL", database_url("soak"))
 PORT = int(os.environ.get("BENCH_SOAK_PORT", "18490"))
@@ -296,9 +296,7 @@ def run() -> list[Result]:
     keys = [f"{agent}=" + manage("create_agent_key", agent, "--name", "soak", env=env).stdout.strip()
             for agent in AGENTS]
     create_staff(env, "soak-operator", ("Operator",))
-    # bench.common collects static files only when STATIC_ROOT has no manifest yet; a file added since (the
-    # favicon base.html links) would make every page a 500. collectstatic is incremental: cheap when current.
-    manage("collectstatic", "--noinput", "-v0", env=env)
+    collect_static(env)  # before the first page: a static file missing from the manifest is a 500
     samples = {"total": [], "serve": [], "celery": []}
     health_failures, health_checks, loads = 0, 0, []
     metrics_first = metrics_last = {}

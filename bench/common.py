@@ -93,10 +93,16 @@ def reset_database() -> None:
 
 
 def collect_static(env) -> None:
-    """Production mode serves hashed static files from STATIC_ROOT: collect them once (pages need the manifest)."""
-    root = Path(env.get("STATIC_ROOT", WORK / "static"))
-    if not (root / "staticfiles.json").exists():
+    """Production mode serves hashed static files from STATIC_ROOT (pages need the manifest): collect them once
+    per bench process, always (a static file added since the last run would make every page a 500;
+    collectstatic is incremental, cheap when nothing changed)."""
+    root = str(Path(env.get("STATIC_ROOT", WORK / "static")))
+    if root not in _collected:
         manage("collectstatic", "--noinput", "-v0", env=env)
+        _collected.add(root)
+
+
+_collected: set[str] = set()
 
 
 class Server:
