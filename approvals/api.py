@@ -327,14 +327,17 @@ def report_execution(request, approval_id: int, payload: ExecutionIn):
              response={200: ApprovalOut, 403: ErrorOut, 404: ErrorOut, 409: ConflictOut},
              url_name="approvals_decision", summary="Decide a request (reviewers, with their session)")
 def decide_approval(request, approval_id: int, payload: DecisionIn):
-    """Reviewers of the request's queue and Admins. 409 with `decided_by` when someone decided first.
+    """Reviewers of the request's queue and Admins (404 for a request outside the reviewer's queues, as for
+    a missing one). 409 with `decided_by` when someone decided first.
     Four eyes (`required_approvals` 2): the first approval leaves the request pending, the second must come
     from a different reviewer (409 for the same one) and approves exactly the first approver's arguments
     (409 for an edit, or when `digest` is not theirs); one reject ends it. Agent keys can never decide."""
     user = request.auth
     if not has_role(user, *STAFF_ROLES):
         return Reply(403, {"detail": "Your role does not allow deciding approvals."})
-    if not ApprovalRequest.objects.filter(pk=approval_id).exists():
+    # A reviewer outside the request's queue gets the same 404 as for a missing id: a 403 would tell them
+    # the request exists.
+    if not ApprovalRequest.objects.visible_to(user).filter(pk=approval_id).exists():
         return Reply(404, {"detail": "No such approval request."})
     if payload.decision == "modify" and payload.arguments is None:
         raise _field_error("arguments", "a modify decision needs the edited arguments")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
     ("anonymous", 401),
     ("no_role", 403),
     ("operator", 403),
-    ("reviewer_elsewhere", 403),
+    ("reviewer_elsewhere", 404),  # outside their queues: as if it did not exist
     ("reviewer_member", 200),
     ("operator_member", 403),   # membership without the Reviewer role does not make a reviewer
     ("admin", 200),

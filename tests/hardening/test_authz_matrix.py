@@ -209,7 +209,11 @@ def test_a_reviewer_decides_only_in_their_queues(world):
     stranger = world.client("stranger")
     response = stranger.post(f"/api/v1/approvals/{world.request.pk}/decision", {"decision": "approve"},
                              content_type="application/json")
-    assert response.status_code == 403
+    # the same answer as for a request that does not exist: a 403 would confirm that it exists
+    assert response.status_code == 404
+    missing = stranger.post("/api/v1/approvals/999999999/decision", {"decision": "approve"},
+                            content_type="application/json")
+    assert missing.status_code == 404 and missing.json() == response.json()
     response = stranger.post(f"/approvals/{world.request.pk}/decide/", {"verdict": "approve", "reason": "x"})
     assert response.status_code in (403, 404)
     world.request.refresh_from_db()
