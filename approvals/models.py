@@ -489,6 +489,20 @@ class ApprovalRequest(models.Model):
             return ""
         return self.conflict_state if self.is_held else ConflictState.RESOLVED
 
+    def get_arbitration_display(self) -> str:
+        """The arbitration in words, true for this pair: under "higher risk waits" a tie or a lower-risk
+        request also waits (the later one, or the other was already decided or being decided)."""
+        label = Arbitration(self.arbitration).label if self.arbitration in Arbitration.values else self.arbitration
+        other = self.conflict_with
+        if self.arbitration != Arbitration.HIGHER_RISK_WAITS or other is None:
+            return label
+        mine, theirs = RISK_RANK.get(self.risk), RISK_RANK.get(other.risk)
+        if mine is None or theirs is None or mine > theirs:
+            return label
+        if mine == theirs:
+            return f"waits: both are {self.get_risk_display()} risk, so the later one waits"
+        return "waits: the other was already decided or being decided, so it finishes first"
+
     @property
     def answer_arguments(self):
         """What the agent may run: the edited arguments when there are any."""
