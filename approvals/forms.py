@@ -7,6 +7,7 @@ import re
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db.models import Q
 
 from agents.models import Agent
 from approvals.models import (
@@ -20,6 +21,7 @@ from approvals.models import (
     Verdict,
     WebhookFormat,
 )
+from console.roles import Role
 
 
 def parse_json_field(form: forms.Form, field: str, text: str, *, want_object: bool):
@@ -66,6 +68,12 @@ LEVEL_KEY = re.compile(r"^level-(\d+)-after_minutes$")
 
 def active_users():
     return get_user_model().objects.filter(is_active=True).order_by("username")
+
+
+def reviewing_users():
+    """Active users who can decide a queue's requests: Reviewers, Admins and superusers (see may_decide)."""
+    can_review = Q(is_superuser=True) | Q(groups__name__in=[Role.REVIEWER, Role.ADMIN])
+    return active_users().filter(pk__in=get_user_model().objects.filter(can_review).values("pk"))
 
 
 class MatrixForm(forms.Form):
@@ -132,7 +140,7 @@ class QueueCreateForm(forms.Form):
 
 class QueueSettingsForm(forms.Form):
     description = forms.CharField(max_length=500, required=False)
-    members = forms.ModelMultipleChoiceField(queryset=active_users(), required=False,
+    members = forms.ModelMultipleChoiceField(queryset=reviewing_users(), required=False,
                                              widget=forms.SelectMultiple(attrs={"size": 8}),
                                              help_text="Reviewers who decide this queue's requests")
     sla_critical = forms.IntegerField(min_value=1, label="SLA critical (minutes)")
@@ -154,7 +162,7 @@ class QueueSettingsForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["members"].queryset = active_users()
+        self.fields["members"].queryset = reviewing_users()
 
 
 # --- guardian rules ------------------------------------------------------------------------------
