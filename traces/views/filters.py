@@ -36,8 +36,25 @@ class RunFilterForm(forms.Form):
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": "search span content"}))
 
     def is_filtering(self) -> bool:
-        return self.is_bound and self.is_valid() and any(
-            value not in (None, "", False) for value in self.cleaned_data.values())
+        """Any filter asked for, valid or not: a page with a refused filter is not the unfiltered list."""
+        if not self.is_bound:
+            return False
+        self.is_valid()
+        return bool(self.rejected_labels()) or bool(self.applied_labels())
+
+    def rejected_labels(self) -> list[str]:
+        """Labels of the filters that were refused and are therefore not applied."""
+        if not self.is_bound:
+            return []
+        return [str(self[name].label) for name in self.fields if name in self.errors]
+
+    def applied_labels(self) -> list[str]:
+        """Labels of the valid filters that narrow the list."""
+        if not self.is_bound:
+            return []
+        self.is_valid()
+        return [str(self[name].label) for name, value in self.cleaned_data.items()
+                if name not in self.errors and value not in (None, "", False)]
 
     def apply(self, runs, *, now=None):
         """``runs`` narrowed by the valid filters (invalid fields are shown beside the field and ignored)."""
