@@ -259,7 +259,8 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
     """A guardian rule may decide at once (approved/rejected, with `reason`); otherwise the request is
     pending in a queue with `due_at`. A paused agent is answered `rejected` with reason `paused: …`.
     Send `Idempotency-Key` to make retries return the same request. A key over its `rate_limit_per_s`
-    gets 429 with `Retry-After` (seconds)."""
+    gets 429 with `Retry-After` (seconds), and so does an agent that already has
+    `APPROVALS_MAX_PENDING_PER_AGENT` pending requests (nothing is created)."""
     limit = request.agent_key.rate_limit_per_s
     if limit and not rate_limiter.allow(request.agent_key.pk, limit):
         response["Retry-After"] = "1"
@@ -274,7 +275,11 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
         prompt_version=str(payload.prompt.version) if payload.prompt else "",
         context=payload.context, timeout_s=payload.timeout_s,
     )
-    req, created = services.create_request(agent=request.agent, new=new, idempotency_key=key)
+    try:
+        req, created = services.create_request(agent=request.agent, new=new, idempotency_key=key)
+    except services.TooManyPending as exc:
+        response["Retry-After"] = "60"
+        return Reply(429, {"detail": str(exc)})
     if not created:
         response["Idempotent-Replayed"] = "true"
     req = _own_request(request.agent, req.pk)

@@ -265,6 +265,7 @@ TRACE_MAX_FUTURE_SKEW_S = env_int("TRACE_MAX_FUTURE_SKEW_S", 3600)  # spans late
 TRACE_RETENTION_DAYS = env_int("TRACE_RETENTION_DAYS", 30)
 # An approved action holds its resource until its execution report, or this long after the decision.
 APPROVALS_CONFLICT_RUNNING_S = env_int("APPROVALS_CONFLICT_RUNNING_S", 600)
+APPROVALS_MAX_PENDING_PER_AGENT = env_int("APPROVALS_MAX_PENDING_PER_AGENT", 1000)  # then 429; 0: no limit
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN")
 
 # --- logging --------------------------------------------------------------------

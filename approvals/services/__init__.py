@@ -3,6 +3,7 @@
 from approvals.services.create import (  # noqa: F401
     DEFAULT_QUEUE,
     NewRequest,
+    TooManyPending,
     create_request,
     default_queue,
 )

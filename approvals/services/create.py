@@ -1,9 +1,11 @@
 """An agent asks to act: guardian rules decide at once or send it to a queue with an SLA."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from approvals import live
@@ -27,6 +29,15 @@ from console import audit
 DEFAULT_QUEUE = "default"
 PAUSED_DECIDER = "system:paused"
 DEFAULT_ALLOW_DECIDER = "policy:default-allow"
+
+
+class TooManyPending(Exception):
+    """The agent already has ``limit`` pending requests (settings.APPROVALS_MAX_PENDING_PER_AGENT)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"This agent already has {limit} pending approval requests "
+                         f"(APPROVALS_MAX_PENDING_PER_AGENT); wait for decisions before asking again.")
+        self.limit = limit
 
 
 @dataclass
@@ -87,6 +98,8 @@ def create_request(*, agent, new: NewRequest, idempotency_key: str | None = None
     queue's escalation matrix. Unmatched high/critical always asks a human.
 
     Safe under concurrent retries: the unique (agent, idempotency_key) decides.
+    Raises TooManyPending, creating and auditing nothing, when the request would
+    be pending and the agent already has its limit of pending requests.
     """
     if idempotency_key:
         existing = ApprovalRequest.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
@@ -108,6 +121,8 @@ def create_request(*, agent, new: NewRequest, idempotency_key: str | None = None
             conflict = conflicts.detect(req, now=now)
             if conflict is not None:
                 conflicts.mark_new(req, conflict, now=now)
+            if req.status == Status.PENDING:
+                _check_pending_limit(agent)
             req.save()
             if conflict is not None:
                 conflicts.after_create(req, conflict, now=now)
@@ -127,6 +142,25 @@ def create_request(*, agent, new: NewRequest, idempotency_key: str | None = None
         # A concurrent retry with the same key won; give back its request.
         return ApprovalRequest.objects.get(agent=agent, idempotency_key=idempotency_key), False
     return req, True
+
+
+def _check_pending_limit(agent) -> None:
+    """Raise TooManyPending when ``agent`` has its limit of pending requests. Must run in a transaction.
+
+    On PostgreSQL a per-agent advisory lock, held until commit, makes concurrent creates
+    count one after another, so they cannot together pass the limit. Lock order: after the
+    resource lock (conflicts.detect), before the audit log's; nothing else takes this lock.
+    """
+    limit = settings.APPROVALS_MAX_PENDING_PER_AGENT
+    if limit <= 0:
+        return
+    if connection.vendor == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"approvals.pending:{agent.pk}".encode()).digest()[:8], "big",
+                             signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    if ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING)[:limit].count() >= limit:
+        raise TooManyPending(limit)
 
 
 def routing_outcome(req: ApprovalRequest, *, agent) -> tuple[str, GuardianRule | None]:
