@@ -35,6 +35,7 @@ def pause_agent(*, agent_id: int, actor, reason: str = "") -> Agent:
             audit.record(actor=actor, action="agent.paused", target=agent,
                          before={"paused": False}, after={"paused": True, "reason": reason})
             live.push_agents_tile_on_commit()
+            live.push_agent_status_on_commit(agent.pk)
     return agent
 
 
@@ -49,4 +50,5 @@ def resume_agent(*, agent_id: int, actor) -> Agent:
             audit.record(actor=actor, action="agent.resumed", target=agent, before=before,
                          after={"paused": False})
             live.push_agents_tile_on_commit()
+            live.push_agent_status_on_commit(agent.pk)
     return agent
