@@ -266,6 +266,7 @@ TRACE_RETENTION_DAYS = env_int("TRACE_RETENTION_DAYS", 30)
 # An approved action holds its resource until its execution report, or this long after the decision.
 APPROVALS_CONFLICT_RUNNING_S = env_int("APPROVALS_CONFLICT_RUNNING_S", 600)
 APPROVALS_MAX_PENDING_PER_AGENT = env_int("APPROVALS_MAX_PENDING_PER_AGENT", 1000)  # then 429; 0: no limit
+RUNS_SEARCH_TIMEOUT_MS = env_int("RUNS_SEARCH_TIMEOUT_MS", 5000)  # runs text search (PostgreSQL), then 400/field error
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN")
 
 # --- logging --------------------------------------------------------------------

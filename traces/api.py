@@ -7,6 +7,7 @@ a logged-in user with a staff role sees all of them.
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema
@@ -14,6 +15,7 @@ from ninja.errors import HttpError
 
 from console.api import agent_auth, session_auth
 from console.roles import STAFF_ROLES, has_role
+from traces import search
 from traces.models import Run, RunStatus, Span
 
 router = Router(tags=["traces"])
@@ -154,7 +156,12 @@ def list_runs(
         if not (cursor.isascii() and cursor.isdigit()):
             raise HttpError(400, "Invalid request: cursor: must be a value from next_cursor")
         runs = runs.filter(id__lt=int(cursor))
-    items = list(runs.order_by("-id")[: limit + 1])
+    try:
+        with search.bounded_search(bool(q)):
+            items = list(runs.order_by("-id")[: limit + 1])
+    except search.SearchTimedOut as exc:
+        raise HttpError(400, f"Invalid request: q: the search ran past {settings.RUNS_SEARCH_TIMEOUT_MS} ms "
+                             "and was stopped; narrow it with since/until (or other filters).") from exc
     next_cursor = str(items[limit - 1].pk) if len(items) > limit else None
     return {"items": items[:limit], "next_cursor": next_cursor}
 
