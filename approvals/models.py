@@ -451,6 +451,8 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["conflict_with"], condition=Q(status="pending", conflict_state__in=["held", "waiting"]),
                          name="approval_conflict_waiting"),
             models.Index(fields=["agent", "-id"], name="approval_agent_recent"),
+            # APPROVALS_MAX_PENDING_PER_AGENT counts an agent's pending requests on every create.
+            models.Index(fields=["agent"], condition=Q(status="pending"), name="approval_agent_pending"),
             models.Index(fields=["queue", "decided_at"], name="approval_queue_decided"),
         ]
 
