@@ -90,7 +90,8 @@ api = NinjaAPI(
     description=(
         "Agents ask permission for risky actions, wait for the decision, report execution, "
         "fetch prompts and read their runs with `Authorization: Bearer <agent key>`. "
-        "Reviewers decide with their browser session. Traces are ingested by OTLP/HTTP at `/v1/traces`."
+        "Reviewers decide with their browser session. Traces are ingested by OTLP/HTTP at `/v1/traces`.\n\n"
+        "[Back to the console](/)"
     ),
     urls_namespace="api",
     docs_url="/docs",

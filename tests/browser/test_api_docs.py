@@ -19,3 +19,15 @@ def test_api_docs_render_from_local_assets_without_csp_violations(asgi_server, p
     expect(page.locator(".opblock-summary-path").filter(has_text="/api/v1/approvals").first).to_be_visible()
     assert offsite == []
     assert violations == []
+
+
+def test_api_docs_link_back_to_the_console(asgi_server, page):
+    page.goto(f"{asgi_server.url}/api/v1/docs")
+    link = page.locator(".swagger-ui .info a", has_text="Back to the console")
+    assert link.get_attribute("href") == "/"
+    assert link.get_attribute("target") == "_blank"  # Swagger UI opens description links in a new tab
+    with page.context.expect_page() as opened:
+        link.click()
+    console_tab = opened.value
+    console_tab.wait_for_load_state()
+    assert console_tab.url.rstrip("/").endswith(asgi_server.url.split("//")[1]) or "/login" in console_tab.url
