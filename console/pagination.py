@@ -11,7 +11,10 @@ class KeysetPage:
     next_query: str | None
 
 
-def keyset_page(queryset, request, *, key: str = "id", descending: bool = True, size: int = 50) -> KeysetPage:
+def keyset_page(queryset, request, *, key: str = "id", descending: bool = True, size: int = 50,
+                drop: tuple[str, ...] = ()) -> KeysetPage:
+    """One page of ``queryset`` after ``?cursor=``; the next page's query keeps the request's other
+    parameters but those in ``drop`` (ones this page did not apply)."""
     cursor = request.GET.get("cursor", "")
     if cursor.isascii() and cursor.isdigit():
         op = "lt" if descending else "gt"
@@ -25,5 +28,7 @@ def keyset_page(queryset, request, *, key: str = "id", descending: bool = True, 
     if next_cursor:
         params = request.GET.copy()
         params["cursor"] = next_cursor
+        for name in drop:
+            params.pop(name, None)
         next_query = "?" + urlencode(list(params.lists()), doseq=True)
     return KeysetPage(items=items, next_cursor=next_cursor, next_query=next_query)

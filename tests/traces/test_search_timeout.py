@@ -73,6 +73,24 @@ def test_page_search_past_the_timeout_is_an_error_on_the_search_box(operator_cli
     assert len(response.context["runs"]) == 1  # the list, without the search
 
 
+@pytest.mark.django_db(transaction=True)
+def test_after_a_search_timeout_the_next_page_link_does_not_search_again(operator_client, a_run, settings):
+    from traces.models import Run
+    from traces.views.runs import PAGE_SIZE
+
+    run = Run.objects.get()
+    for i in range(PAGE_SIZE):  # more runs than one page holds
+        run.pk, run.trace_id = None, f"{i:032x}"
+        run.save()
+    settings.RUNS_SEARCH_TIMEOUT_MS = 200
+    with spans_locked():
+        response = operator_client.get("/runs/?q=refund&status=ok")
+    page = response.context["page"]
+    assert "q" in response.context["form"].errors
+    assert page.next_query and "cursor=" in page.next_query and "status=ok" in page.next_query
+    assert "q=" not in page.next_query
+
+
 @pytest.mark.django_db
 def test_the_timeout_ends_with_the_search_inside_an_outer_transaction(settings):
     settings.RUNS_SEARCH_TIMEOUT_MS = 1234

@@ -26,7 +26,8 @@ def runs_list(request):
             page = keyset_page(runs, request, size=PAGE_SIZE)
     except search.SearchTimedOut as exc:
         form.add_error("q", str(exc))  # the list is shown without the search, the box says why
-        page = keyset_page(form.apply(all_runs, now=now), request, size=PAGE_SIZE)
+        # the next page must not search again either (it would time out the same way)
+        page = keyset_page(form.apply(all_runs, now=now), request, size=PAGE_SIZE, drop=("q",))
     context = {"form": form, "filtering": filtering, "page": page, "runs": page.items}
     if request.htmx and request.GET.get("cursor"):
         return render(request, "traces/runs.html#more-rows", context)
