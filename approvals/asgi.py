@@ -45,10 +45,11 @@ def _wait_seconds(query_string: bytes) -> float | None:
 
 
 def _bearer(scope) -> str:
+    from console.api import bearer_token
+
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+            return bearer_token(value.decode("latin-1"))
     return ""
 
 
