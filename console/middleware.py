@@ -1,4 +1,4 @@
-"""Middleware of our own. Both are async-capable, so that under ASGI the async
+"""Middleware of our own. All are async-capable, so that under ASGI the async
 views (OTLP ingest, approval waits) never hold a thread for a whole request:
 one sync-only middleware in the chain would make Django run the entire chain
 in a thread per request."""
@@ -9,15 +9,41 @@ from django.http import HttpResponse, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class ContentSecurityPolicyMiddleware:
+class HybridMiddleware:
+    """Sync and async capable: ``before(request)`` may answer instead of the view (a response) or
+    let it go on (None); ``after(request, response)`` returns the response to send. Both are plain
+    (sync) methods that must not block: under ASGI they run on the event loop."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self.before(request) or self.after(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self.before(request) or self.after(request, await self.get_response(request))
+
+    def before(self, request):
+        return None
+
+    def after(self, request, response):
+        return response
+
+
+class ContentSecurityPolicyMiddleware(HybridMiddleware):
     """No inline scripts, no third-party origins: agent content can never run.
 
     htmx's own indicator styles are disabled in the base layout, so
     ``style-src`` needs no ``unsafe-inline`` either.
     """
-
-    sync_capable = True
-    async_capable = True
 
     POLICY = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -26,21 +52,10 @@ class ContentSecurityPolicyMiddleware:
     )
 
     def __init__(self, get_response):
-        self.get_response = get_response
+        super().__init__(get_response)
         self.policy = getattr(settings, "CONTENT_SECURITY_POLICY", self.POLICY)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
-    def __call__(self, request):
-        if self.is_async:
-            return self._acall(request)
-        return self._add_header(request, self.get_response(request))
-
-    async def _acall(self, request):
-        return self._add_header(request, await self.get_response(request))
-
-    def _add_header(self, request, response):
+    def after(self, request, response):
         response.headers.setdefault("Content-Security-Policy", self.policy)
         return response
 
@@ -93,32 +108,14 @@ def nul_field(request) -> str | None:
     return None
 
 
-class RejectNulMiddleware:
+class RejectNulMiddleware(HybridMiddleware):
     """A NUL (U+0000) in the path, a query parameter or a form field is answered 400 naming it.
 
     PostgreSQL stores no NUL in text: every filter, id or form value carrying one would
     otherwise reach a query and be a 500. (JSON bodies of the API are checked by its parser.)
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self._acall(request)
-        return self._refusal(request) or self.get_response(request)
-
-    async def _acall(self, request):
-        return self._refusal(request) or await self.get_response(request)
-
-    @staticmethod
-    def _refusal(request):
+    def before(self, request):
         field = nul_field(request)
         if field is None:
             return None
