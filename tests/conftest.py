@@ -55,6 +55,13 @@ def admin_client_(admin_user):
 
 
 @pytest.fixture
+def superuser_client(db):
+    """A Django superuser (no console role) logged in: (client, user), for the Django admin site."""
+    user = factories.make_user(None, username="root", is_staff=True, is_superuser=True)
+    return _client_for(user), user
+
+
+@pytest.fixture
 def clients_by_role(reviewer, operator, admin_user, nobody):
     return {
         "anonymous": Client(),

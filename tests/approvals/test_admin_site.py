@@ -2,22 +2,12 @@
 
 import pytest
 from django.contrib import admin
-from django.test import Client
 
 from approvals.models import ApprovalRequest, Decision, Status
 from approvals.services import SameReviewer, decide_request
-from tests import factories
 from tests.approvals.helpers import make_queue, make_request, make_reviewer, make_rule
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser_client():
-    user = factories.make_user(None, username="root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    return client, user
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ users' roles (groups, superuser and staff flags) and the groups themselves."""
 
 import pytest
 from django.contrib.auth.models import Group
-from django.test import Client
 
 from console.models import AuditEntry
 from console.roles import Role, ensure_role_groups
@@ -15,16 +14,8 @@ from traces.models import RedactionRule
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff():
-    user = factories.make_user(None, username="root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    return user, client
-
-
-def test_a_redaction_rule_added_changed_and_deleted_in_the_admin_is_audited(staff):
-    user, client = staff
+def test_a_redaction_rule_added_changed_and_deleted_in_the_admin_is_audited(superuser_client):
+    client, user = superuser_client
     response = client.post("/django-admin/traces/redactionrule/add/",
                            {"name": "order-ids", "pattern": r"ORD-\d{6}", "replacement": "[ORDER]", "enabled": "on"})
     assert response.status_code == 302, response.content[:2000]
@@ -45,8 +36,8 @@ def test_a_redaction_rule_added_changed_and_deleted_in_the_admin_is_audited(staf
     assert deleted.before["pattern"] == r"ORD-\d{8}"
 
 
-def test_deleting_with_the_admins_bulk_action_audits_each_row(staff):
-    _user, client = staff
+def test_deleting_with_the_admins_bulk_action_audits_each_row(superuser_client):
+    client, _user = superuser_client
     rules = [RedactionRule.objects.create(name=f"r{i}", pattern=f"x{i}") for i in range(2)]
     response = client.post("/django-admin/traces/redactionrule/", {
         "action": "delete_selected", "post": "yes", "_selected_action": [r.pk for r in rules]})
@@ -55,8 +46,8 @@ def test_deleting_with_the_admins_bulk_action_audits_each_row(staff):
         str(r.pk) for r in rules}
 
 
-def test_detector_settings_changed_in_the_admin_are_audited(staff):
-    _user, client = staff
+def test_detector_settings_changed_in_the_admin_are_audited(superuser_client):
+    client, _user = superuser_client
     response = client.post("/django-admin/traces/detectorconfig/add/", {
         "kind": "loop", "enabled": "on", "params": '{"repeats": 9}', "actions": '["notify"]'})
     assert response.status_code == 302, response.content[:2000]
@@ -65,8 +56,8 @@ def test_detector_settings_changed_in_the_admin_are_audited(staff):
     assert entry.after["params"] == {"repeats": 9} and entry.after["actions"] == ["notify"]
 
 
-def test_a_users_roles_changed_in_the_admin_are_audited(staff):
-    _user, client = staff
+def test_a_users_roles_changed_in_the_admin_are_audited(superuser_client):
+    client, _user = superuser_client
     ensure_role_groups()
     target = factories.make_user(Role.REVIEWER, username="rita")
     admin_group = Group.objects.get(name=Role.ADMIN)
