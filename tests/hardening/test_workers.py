@@ -197,25 +197,35 @@ def _assert_each_step_fired_once_and_notified_once():
 
 
 def _kill_inside_an_escalation_transaction(procs: Processes, worker: str, pg, *, breaches_done: bool) -> None:
-    """SIGKILL ``worker`` while PostgreSQL shows it inside a transaction that writes the firing ledger.
+    """SIGKILL ``worker`` while it is inside a transaction that has written the firing ledger.
 
-    With ``breaches_done`` only once every SLA breach page has fired: the transaction is then the
-    escalation sweep's batch (``fire_due_escalations``); before, usually a breach page's.
+    Caught without racing it: the test holds a SHARE lock on the deliveries table, so the worker's
+    transaction, having inserted its firings, waits at its deliveries insert until the test lets go.
+    With ``breaches_done`` only once every SLA breach page has committed (a breach page held meanwhile
+    is let through): the transaction is then the escalation sweep's batch (``fire_due_escalations``);
+    before, usually a breach page's. The killed worker's backend rolls its transaction back.
     """
+    deliveries = Delivery._meta.db_table
     deadline = time.monotonic() + 60
-    while True:
-        busy, breaches = pg.execute(
-            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "        AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND state <> 'idle' "
-            "        AND query ILIKE %s), "
-            "       (SELECT count(*) FROM approvals_escalationfiring WHERE level = %s)",
-            ("%approvals_escalationfiring%", EscalationFiring.BREACH_LEVEL)).fetchone()
-        if busy and (breaches == REQUESTS or not breaches_done):
-            procs.kill(worker)
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"never saw {worker} inside an escalation transaction:\n" + procs.log(worker)[-3000:])
-        time.sleep(0.005)
+    while time.monotonic() < deadline:
+        with pg.transaction():
+            pg.execute(f"LOCK TABLE {deliveries} IN SHARE MODE")
+            let_go = time.monotonic() + 2  # then release the lock a moment, whatever happens
+            while time.monotonic() < let_go:
+                pg.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees its first snapshot
+                held, breaches = pg.execute(
+                    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "        AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND wait_event_type = 'Lock' "
+                    "        AND query ILIKE %s), "
+                    "       (SELECT count(*) FROM approvals_escalationfiring WHERE level = %s)",
+                    (f"%{deliveries}%", EscalationFiring.BREACH_LEVEL)).fetchone()
+                if held and (breaches == REQUESTS or not breaches_done):
+                    procs.kill(worker)
+                    return
+                if held:
+                    break  # a breach page while the sweep is wanted: let it commit
+                time.sleep(0.005)
+    pytest.fail(f"never saw {worker} inside an escalation transaction:\n" + procs.log(worker)[-3000:])
 
 
 def test_a_worker_killed_mid_escalation_and_restarted_fires_each_step_exactly_once(celery, overdue_requests):
