@@ -127,19 +127,25 @@ async def test_a_decision_made_right_after_the_waiters_first_read_wakes_it(agent
     assert status == Status.APPROVED
 
 
+def _hold_listener_connections(monkeypatch) -> asyncio.Event:
+    """The waiters' listener (re)connects only once the returned event is set."""
+    gate = asyncio.Event()
+    connect = waiters._Listener._connect
+
+    async def held_connect(self):
+        await gate.wait()
+        return await connect(self)
+
+    monkeypatch.setattr(waiters._Listener, "_connect", held_connect)
+    return gate
+
+
 async def test_a_decision_made_before_the_listener_has_subscribed_is_seen_by_the_read(agent, admin_user, no_recheck,
                                                                                     other_process, monkeypatch):
     """The row is read only once the subscription is confirmed: a decision published to nobody
     (the listener is still connecting) is seen by that read instead of being lost."""
     req = await sync_to_async(make_request)(agent=agent, risk="high")
-    gate = asyncio.Event()
-    connect = waiters._Listener._connect
-
-    async def slow_connect(self):
-        await gate.wait()
-        return await connect(self)
-
-    monkeypatch.setattr(waiters._Listener, "_connect", slow_connect)
+    gate = _hold_listener_connections(monkeypatch)
     waiter = asyncio.create_task(_wait(req.pk))
     for _ in range(200):
         if req.pk in waiters._listener().events:
@@ -184,15 +190,7 @@ async def test_a_decision_published_while_the_listener_reconnects_still_reaches_
     listener = waiters._listener()
     assert listener.subscribed.is_set()
 
-    # Hold the reconnection until the decision has been published to nobody.
-    gate = asyncio.Event()
-    connect = waiters._Listener._connect
-
-    async def held_connect(self):
-        await gate.wait()
-        return await connect(self)
-
-    monkeypatch.setattr(waiters._Listener, "_connect", held_connect)
+    gate = _hold_listener_connections(monkeypatch)  # until the decision has been published to nobody
     admin = redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])
     try:
         ids = [c["id"] for c in await admin.client_list() if c.get("name") == listener.name]

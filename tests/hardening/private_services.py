@@ -44,6 +44,19 @@ def missing_binaries() -> str | None:
     return None
 
 
+def require(what: str) -> None:
+    """Fail the test under CI=true (the suite must run there), else skip it, when the private
+    services cannot run here; ``what`` says what the test needs them for."""
+    import pytest
+
+    why = missing_binaries()
+    if why is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {what} cannot run: {why}")
+    pytest.skip(f"{what} cannot run here: {why}")
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

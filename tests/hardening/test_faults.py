@@ -9,7 +9,6 @@ console running in production mode as a separate process.
   does) receives pushes again, although the restarted Redis forgot every group subscription.
 """
 
-import os
 import re
 import time
 
@@ -31,11 +30,7 @@ print("KEY=" + plain)
 
 @pytest.fixture(scope="module")
 def stack():
-    why = ps.missing_binaries()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the fault tests cannot run: {why}")
-        pytest.skip(f"fault tests need private PostgreSQL and Redis: {why}")
+    ps.require("the fault tests (private PostgreSQL and Redis)")
     pg, redis = ps.PrivatePostgres(), ps.PrivateRedis()
     server = None
     try:

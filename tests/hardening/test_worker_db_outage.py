@@ -9,7 +9,6 @@ recorded once, the webhooks received once by an HTTP server.
 """
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -77,11 +76,7 @@ print("COMING=" + json.dumps({"due": due.timestamp(), "breaching": breaching, "l
 
 @pytest.fixture
 def services():
-    why = ps.missing_binaries()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but a private PostgreSQL cannot run: {why}")
-        pytest.skip(f"needs a private PostgreSQL and Redis: {why}")
+    ps.require("a private PostgreSQL and Redis")
     pg, redis = ps.PrivatePostgres(), ps.PrivateRedis()
     try:
         pg.init()

@@ -112,11 +112,7 @@ def celery(transactional_db, redis_url):
 @pytest.fixture
 def private_redis():
     """A Redis of this test's own that it may stop (never the shared one)."""
-    why = ps.missing_binaries()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but a private Redis cannot run: {why}")
-        pytest.skip(f"needs a private Redis: {why}")
+    ps.require("a private Redis")
     server = ps.PrivateRedis()
     server.start()
     yield server
