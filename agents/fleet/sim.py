@@ -272,7 +272,10 @@ class Mischief:
         with self._lock:
             now = time.monotonic()
             period = self.PERIODS_S[kind] / self.rate
-            if now - self._last.get(kind, now - period * self.rng.uniform(0.5, 1.0)) < period:
+            # The first turn backdates a "last time" by half to all of a period, and keeps it: the first
+            # misbehaviour then comes within half a period of the start, not never.
+            last = self._last.setdefault(kind, now - period * self.rng.uniform(0.5, 1.0))
+            if now - last < period:
                 return False
             if self.rng.random() > chance:
                 return False
