@@ -242,7 +242,8 @@ def webhook_add(request, name):
                      after={"url": form.cleaned_data["url"]})
         messages.success(request, "Subscriber added: it is told (signed) about every label move.")
     else:
-        messages.error(request, "Webhook not added: " + form.errors.as_text())
+        errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        messages.error(request, "Webhook not added: " + errors)
     return redirect("prompts:detail", name=prompt.name)
 
 

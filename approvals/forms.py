@@ -21,6 +21,7 @@ from approvals.models import (
     Verdict,
     WebhookFormat,
 )
+from console import egress
 from console.roles import Role
 
 
@@ -97,6 +98,11 @@ class LevelForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["users"].queryset = active_users()
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data["webhook_url"]
+        egress.validate_on_save(url)  # internal addresses are refused (SSRF); sending checks again
+        return url
 
     def spec(self) -> dict:
         """The level as ``services.update_matrix`` takes it (after is_valid)."""

@@ -8,6 +8,7 @@ Two modes, chosen by what the environment provides:
   with Django's connection pool, ``channels_redis``, Celery workers and beat.
 """
 
+import ipaddress
 import os
 import sys
 import warnings
@@ -317,6 +318,17 @@ WATCHERS_MODE = env("WATCHERS_MODE", "off" if TESTING else "background")
 PROMPTS_CANARY_MIN_SAMPLE = env_int("PROMPTS_CANARY_MIN_SAMPLE", 20)
 # Webhooks are signed with HMAC-SHA256 (header X-Console-Signature); empty: derived from SECRET_KEY.
 WEBHOOK_SIGNING_SECRET = env("WEBHOOK_SIGNING_SECRET")
+# Webhooks (escalation levels, prompt labels) never reach internal addresses (loopback, private, link-local
+# such as cloud metadata, CGNAT, ...; console.egress) unless listed here: host names and addresses or
+# networks, comma-separated (e.g. "chat-relay.internal,10.20.0.0/16"). The embedded mode runs on one
+# machine, so loopback receivers are allowed there by default; production allows none by default.
+WEBHOOK_ALLOWED_PRIVATE_HOSTS = env_list("WEBHOOK_ALLOWED_PRIVATE_HOSTS", ["127.0.0.0/8", "::1"] if EMBEDDED else [])
+for _entry in WEBHOOK_ALLOWED_PRIVATE_HOSTS:
+    if "/" in _entry:
+        try:
+            ipaddress.ip_network(_entry.strip("[]"), strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_PRIVATE_HOSTS: {_entry!r} is not a network ({exc})") from exc
 CELERY_BEAT_SCHEDULE = {
     # A job that could not start within its own interval is dropped: the next one does its work.
     name: {"task": "console.run_job", "schedule": float(interval), "args": (name,),

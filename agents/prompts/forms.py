@@ -3,6 +3,7 @@ import json
 from django import forms
 
 from agents.models import LabelName, PromptKind
+from console import egress
 
 
 class VersionFields(forms.Form):
@@ -71,6 +72,11 @@ class LabelMoveForm(forms.Form):
 class WebhookForm(forms.Form):
     url = forms.URLField(max_length=500, assume_scheme="https")
     secret = forms.CharField(max_length=200, min_length=16, help_text="at least 16 characters")
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        egress.validate_on_save(url)  # internal addresses are refused (SSRF); sending checks again
+        return url
 
 
 class RatingForm(forms.Form):

@@ -14,6 +14,7 @@ import httpx
 from django.db.models import Q
 
 from agents.models import DeliveryStatus, LabelMove, PromptWebhook, WebhookAttempt, WebhookDelivery
+from console import egress
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,16 @@ def deliver_due(*, now: datetime, limit: int = 50, transport: httpx.BaseTranspor
     """Send due deliveries once each; record every attempt; give up after MAX_ATTEMPTS. Returns sent count.
 
     A delivery is claimed by a conditional UPDATE of its ``next_attempt_at`` (a lease), so two
-    workers never send the same attempt.
+    workers never send the same attempt. A URL that resolves to an internal address is refused
+    (console.egress) and its delivery fails at once. ``transport`` stands in for the network in tests
+    (and with it for the address check, which needs DNS).
     """
     sent = 0
     due = list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
                .order_by("next_attempt_at")[:limit].values_list("pk", "next_attempt_at"))
-    with httpx.Client(timeout=TIMEOUT_S, transport=transport) as client:
+    client = (egress.client(timeout=TIMEOUT_S) if transport is None
+              else httpx.Client(timeout=TIMEOUT_S, transport=transport, follow_redirects=False))
+    with client:
         for pk, old_due in due:
             claimed = WebhookDelivery.objects.filter(pk=pk, status=DeliveryStatus.PENDING,
                                                      next_attempt_at=old_due).update(next_attempt_at=now + LEASE)
@@ -84,12 +89,14 @@ def _attempt(client: httpx.Client, delivery: WebhookDelivery, now: datetime) -> 
     headers = {"Content-Type": "application/json", "X-Console-Event": "prompt.label_moved",
                "X-Console-Timestamp": timestamp, "X-Console-Delivery": str(delivery.pk),
                "X-Console-Signature": sign(delivery.webhook.secret, timestamp, body)}
-    status_code, error = None, ""
+    status_code, error, permanent = None, "", False
     try:
         response = client.post(delivery.webhook.url, content=body, headers=headers)
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
+    except egress.Refused as exc:
+        error, permanent = f"refused: {exc}"[:500], True
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     attempts = delivery.attempts + 1
@@ -99,7 +106,7 @@ def _attempt(client: httpx.Client, delivery: WebhookDelivery, now: datetime) -> 
             status=DeliveryStatus.DELIVERED, attempts=attempts, delivered_at=now, last_error="")
         return True
     log.info("prompt webhook %s attempt %d failed: %s", delivery.webhook.url, attempts, error)
-    if attempts >= MAX_ATTEMPTS:
+    if permanent or attempts >= MAX_ATTEMPTS:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=DeliveryStatus.FAILED, attempts=attempts, last_error=error)
     else:

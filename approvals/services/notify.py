@@ -4,7 +4,8 @@
 Channels: in-app (live push to ``user-<id>``), e-mail (Django's mail backend),
 webhooks (generic JSON or Slack-compatible ``{"text": ...}``), signed with
 ``X-Console-Signature: sha256=<hex HMAC-SHA256 of the body>`` and retried with
-exponential backoff.
+exponential backoff. A webhook URL that resolves to an internal address is refused (console.egress)
+and the delivery fails at once, not retried.
 """
 
 import hashlib
@@ -22,6 +23,7 @@ from django.core.mail import send_mail
 from django.db.models import Q
 
 from approvals import live
+from console import egress
 from approvals.models import (
     ApprovalRequest,
     Channel,
@@ -146,9 +148,12 @@ def create_deliveries(*, req: ApprovalRequest, levels: list[dict], firing: Escal
 
 
 class DeliveryFailed(Exception):
-    def __init__(self, message: str, status_code: int | None = None):
+    """One failed attempt; ``permanent`` ones (a refused address) are not retried."""
+
+    def __init__(self, message: str, status_code: int | None = None, *, permanent: bool = False):
         super().__init__(message)
         self.status_code = status_code
+        self.permanent = permanent
 
 
 def webhook_body(delivery: Delivery) -> bytes:
@@ -167,8 +172,10 @@ def _send_webhook(delivery: Delivery) -> int:
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body),
                "X-Console-Delivery": str(delivery.pk), "User-Agent": "agent-ops-console"}
     try:
-        response = httpx.post(delivery.recipient, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S,
-                              follow_redirects=False)
+        with egress.client(timeout=WEBHOOK_TIMEOUT_S) as client:
+            response = client.post(delivery.recipient, content=body, headers=headers)
+    except egress.Refused as exc:
+        raise DeliveryFailed(f"refused: {exc}", permanent=True) from exc
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
     if not 200 <= response.status_code < 300:
@@ -196,7 +203,7 @@ def _send_in_app(delivery: Delivery) -> None:
 def send_one(delivery: Delivery, *, now: datetime) -> bool:
     """Try one delivery once, record the attempt, schedule a retry or give up. True if sent."""
     started = time.monotonic()
-    status_code, error = None, ""
+    status_code, error, permanent = None, "", False
     try:
         if delivery.channel == Channel.WEBHOOK:
             status_code = _send_webhook(delivery)
@@ -206,7 +213,9 @@ def send_one(delivery: Delivery, *, now: datetime) -> bool:
             _send_in_app(delivery)
         ok = True
     except DeliveryFailed as exc:
-        ok, error, status_code = False, str(exc)[:2000], exc.status_code
+        ok, error, status_code, permanent = False, str(exc)[:2000], exc.status_code, exc.permanent
+        if permanent:
+            log.warning("delivery %s to %s given up: %s", delivery.pk, delivery.recipient, error)
     duration_ms = int((time.monotonic() - started) * 1000)
     DeliveryAttempt.objects.create(delivery=delivery, at=now, ok=ok, status_code=status_code, error=error,
                                    duration_ms=duration_ms)
@@ -214,7 +223,7 @@ def send_one(delivery: Delivery, *, now: datetime) -> bool:
     if ok:
         Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SENT, attempts=attempts, sent_at=now,
                                                        last_error="")
-    elif attempts >= MAX_ATTEMPTS:
+    elif permanent or attempts >= MAX_ATTEMPTS:
         Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED, attempts=attempts,
                                                        last_error=error)
     else:

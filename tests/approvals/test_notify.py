@@ -18,6 +18,12 @@ from tests.approvals.helpers import make_queue, make_request, make_reviewer, mak
 SECRET = "test-signing-secret"
 
 
+@pytest.fixture(autouse=True)
+def local_receivers_allowed(settings):
+    """The receivers here listen on 127.0.0.1, an internal address webhooks reach only when listed."""
+    settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+
+
 class Receiver:
     """An HTTP server on 127.0.0.1 that fails the first ``failures`` posts with 500."""
 

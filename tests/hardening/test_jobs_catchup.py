@@ -100,6 +100,7 @@ class HangingReceiver(Receiver):
 def test_a_hanging_webhook_times_out_is_retried_and_is_not_sent_again_after_success(
         agent, admin_user, fixed_now, settings, monkeypatch):
     monkeypatch.setattr(notify, "WEBHOOK_TIMEOUT_S", 0.5)
+    settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]  # the receiver is local
     with HangingReceiver(hangs=1, hold_s=2.0) as receiver:
         req = _request_with_webhook(agent, admin_user, fixed_now, receiver.url)
         delivery = Delivery.objects.get(request=req, channel="webhook")
@@ -124,6 +125,7 @@ def test_a_hanging_webhook_times_out_is_retried_and_is_not_sent_again_after_succ
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_delivery_workers_send_a_webhook_once(agent, admin_user, fixed_now, settings):
+    settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]  # the receiver is local
     with HangingReceiver(hangs=100, hold_s=0.3) as receiver:  # slow but successful
         req = _request_with_webhook(agent, admin_user, fixed_now, receiver.url)
         barrier, results = threading.Barrier(2), []

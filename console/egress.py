@@ -1,0 +1,246 @@
+"""Outgoing HTTP to URLs an admin typed (webhooks): which addresses they may reach.
+
+The console runs inside a private network beside PostgreSQL, Redis and the cloud metadata service;
+a webhook URL must not make it POST to those (SSRF). A URL is checked when it is saved
+(``validate_on_save``) and again when it is sent: ``client()`` resolves the host once, checks every
+address, and connects only to an address it checked, so a name that resolves elsewhere by then (DNS
+rebinding) cannot slip through. Redirects are not followed and proxies from the environment are not
+used (a proxy would resolve the name itself).
+
+``settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS`` lists the internal receivers an operator allows: host
+names (matched exactly, whatever they resolve to) and addresses or networks (``10.1.2.3``,
+``10.1.0.0/16``, ``fd12::/64``).
+"""
+
+import ipaddress
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+SETTING = "WEBHOOK_ALLOWED_PRIVATE_HOSTS"
+SCHEMES = ("http", "https")
+SAVE_RESOLVE_TIMEOUT_S = 3.0  # a save does not wait longer for DNS; sending checks again anyway
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+class Refused(Exception):
+    """The URL may not be used; ``str()`` says why, naming the address and the setting that allows it."""
+
+
+# --- the policy ---------------------------------------------------------------------------------
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped ``::ffff:a.b.c.d``, 6to4, NAT64), else None."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def internal_kind(ip: IPAddress) -> str | None:
+    """What makes ``ip`` an internal address ("a private address", ...), or None for a public one."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:  # reaches (or is translated to) that IPv4 address: judged as it
+        return internal_kind(inner)
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip in _METADATA:
+        return "the cloud metadata address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip in _CGNAT:
+        return "a carrier-grade NAT (shared) address"
+    if any(ip in net for net in _PRIVATE if net.version == ip.version):
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def allow_list() -> tuple[set[str], list]:
+    """(host names, networks) from ``settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS``, read on each call."""
+    names, networks = set(), []
+    for entry in getattr(settings, SETTING, []) or []:
+        entry = entry.strip().strip("[]")
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            names.add(entry.lower().rstrip("."))
+    return names, networks
+
+
+def is_allowed(host: str, ip: IPAddress, allowed: tuple[set[str], list]) -> bool:
+    names, networks = allowed
+    if host.lower().rstrip(".") in names:
+        return True
+    candidates = [ip] + ([inner] if (inner := embedded_ipv4(ip)) is not None else [])
+    return any(c in net for c in candidates for net in networks if net.version == c.version)
+
+
+def refusal(host: str, ip: IPAddress, allowed: tuple[set[str], list] | None = None) -> str | None:
+    """Why ``host`` at ``ip`` may not be reached, or None if it may."""
+    kind = internal_kind(ip)
+    if kind is None or is_allowed(host, ip, allowed if allowed is not None else allow_list()):
+        return None
+    if _literal(host) is not None:
+        return f"{shown(ip)} is {kind}; allow it with {SETTING}"
+    return f"{host} resolves to {shown(ip)}, {kind}; allow it with {SETTING}"
+
+
+def shown(ip: IPAddress) -> str:
+    """``ip`` as people write it (``::ffff:10.0.0.5``, not ``::ffff:a00:5``)."""
+    mapped = ip.ipv4_mapped if ip.version == 6 else None
+    return f"::ffff:{mapped}" if mapped is not None else str(ip)
+
+
+# --- parsing and resolving ---------------------------------------------------------------------
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def split(url: str) -> tuple[str, int]:
+    """(host, port) of an http(s) URL; raises Refused for any other scheme or a URL without a host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise Refused(f"{url!r} is not a valid URL") from exc
+    if parts.scheme.lower() not in SCHEMES:
+        raise Refused(f"only http and https URLs can be used, not {parts.scheme or 'no scheme'}")
+    if not parts.hostname:
+        raise Refused("the URL has no host")
+    return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to, in the resolver's order; raises OSError if it does not resolve."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    found = []
+    for *_rest, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if ip not in found:
+            found.append(ip)
+    if not found:
+        raise OSError(f"{host} has no address")
+    return found
+
+
+def checked_addresses(url: str) -> tuple[str, list[IPAddress]]:
+    """(host, addresses) of ``url``, every address allowed; raises Refused, or OSError if it does not resolve."""
+    host, port = split(url)
+    addresses = resolve(host, port)
+    allowed = allow_list()
+    for ip in addresses:
+        reason = refusal(host, ip, allowed)
+        if reason:
+            raise Refused(reason)
+    return host, addresses
+
+
+# --- on save -----------------------------------------------------------------------------------
+
+
+def _resolve_within(host: str, port: int, timeout: float) -> list[IPAddress] | None:
+    """``resolve`` given ``timeout`` seconds; None if it fails or takes longer."""
+    result: list = []
+
+    def run():
+        try:
+            result.append(resolve(host, port))
+        except (OSError, UnicodeError):
+            pass
+
+    thread = threading.Thread(target=run, daemon=True, name="egress-resolve")
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else None
+
+
+def validate_on_save(url: str) -> None:
+    """Raise ValidationError if ``url`` is a literal internal address or resolves to one now.
+
+    A name that does not resolve now is accepted: DNS may be down at save time, and every send checks again.
+    """
+    if not url:
+        return
+    try:
+        host, port = split(url)
+    except Refused as exc:
+        raise ValidationError(str(exc)) from exc
+    addresses = _resolve_within(host, port, SAVE_RESOLVE_TIMEOUT_S)
+    allowed = allow_list()
+    for ip in addresses or []:
+        reason = refusal(host, ip, allowed)
+        if reason:
+            raise ValidationError(reason + ".")
+
+
+# --- on send -----------------------------------------------------------------------------------
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """Resolves the host once, refuses internal addresses (Refused), and connects to a checked address only.
+
+    The URL is rewritten to the address; the Host header (set when the request was built) and the TLS
+    server name (``sni_hostname``, also what the certificate is checked against) stay the host name.
+    Connections are not kept alive, so one to a name's address is never reused for another name.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
+        super().__init__(**kwargs)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        original = request.url
+        try:
+            host, addresses = checked_addresses(str(original))
+        except (OSError, UnicodeError) as exc:
+            raise httpx.ConnectError(f"cannot resolve {original.host}: {exc}", request=request) from exc
+        if _literal(host) is None:
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        error = None
+        try:
+            for ip in addresses:
+                request.url = original.copy_with(host=str(ip))
+                try:
+                    return super().handle_request(request)
+                except httpx.ConnectError as exc:  # nothing was sent: try the name's next address
+                    error = exc
+            raise error
+        finally:
+            request.url = original
+
+
+def client(*, timeout: float) -> httpx.Client:
+    """An httpx client for admin-configured URLs: checked addresses only, no redirects, no environment proxies."""
+    return httpx.Client(transport=PinnedTransport(), timeout=timeout, follow_redirects=False, trust_env=False)
