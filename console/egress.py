@@ -177,8 +177,8 @@ def _resolve_within(host: str, port: int, timeout: float) -> list[IPAddress] | N
     def run():
         try:
             result.append(resolve(host, port))
-        except (OSError, UnicodeError):
-            pass
+        except (OSError, UnicodeError, ValueError):
+            pass  # not resolvable now: accepted, and checked again when sent
 
     thread = threading.Thread(target=run, daemon=True, name="egress-resolve")
     thread.start()
@@ -224,7 +224,7 @@ class PinnedTransport(httpx.HTTPTransport):
         original = request.url
         try:
             host, addresses = checked_addresses(str(original))
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             raise httpx.ConnectError(f"cannot resolve {original.host}: {exc}", request=request) from exc
         if _literal(host) is None:
             request.extensions = {**request.extensions, "sni_hostname": host}
