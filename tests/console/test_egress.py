@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import httpx
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -167,3 +168,13 @@ def _run(code: str, **env) -> str:
                             cwd=settings.BASE_DIR, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_name_the_resolver_cannot_take_is_a_connect_error_when_sent(nothing_allowed, monkeypatch):
+    def getaddrinfo(*args, **kwargs):
+        raise ValueError("the resolver refuses this name")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    egress.validate_on_save("https://hooks.example.test/x")  # not resolvable now: accepted
+    with egress.client(timeout=1) as client, pytest.raises(httpx.ConnectError, match="cannot resolve"):
+        client.post("https://hooks.example.test/x", content=b"{}")  # retried like any connect error
