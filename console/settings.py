@@ -150,14 +150,19 @@ if EMBEDDED:
     }
 else:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if env_bool("CONSOLE_DB_PREPARE", default=True):
+        # Django turns psycopg's prepared statements off (prepare_threshold None, for transaction-mode
+        # poolers), which also ignores execute(prepare=True). A threshold no query reaches prepares
+        # only what asks for it: ingest's fixed statements, saving their parse and plan per batch.
+        # Set CONSOLE_DB_PREPARE=0 behind a transaction-mode pooler without prepared-statement support
+        # (PgBouncer before 1.21).
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
     if env_bool("CONSOLE_DB_POOL", default=not TESTING):
         # Under ASGI, CONN_MAX_AGE opens a connection per request; the pool does not.
-        DATABASES["default"]["OPTIONS"] = {
-            "pool": {
-                "min_size": env_int("CONSOLE_DB_POOL_MIN", 2),
-                "max_size": env_int("CONSOLE_DB_POOL_MAX", 20),
-                "timeout": 10,
-            }
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("CONSOLE_DB_POOL_MIN", 2),
+            "max_size": env_int("CONSOLE_DB_POOL_MAX", 20),
+            "timeout": 10,
         }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

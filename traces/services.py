@@ -26,6 +26,7 @@ import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from console.db import binding_cursor
 from traces import live, partitions, pricing, redaction, watchers
 from traces.models import Run, RunStatus, Span, SpanKind, SpanStatus, run_status
 from traces.otlp import SpanRecord
@@ -339,9 +340,7 @@ def _jsonable(value):
 
 
 def _store_postgresql(*, agent, groups, now, result: IngestResult) -> None:
-    with connection.cursor() as wrapper, psycopg.Cursor(wrapper.cursor.connection) as cur:
-        # A server-side binding cursor on Django's connection, inside its transaction: the fixed
-        # statements below are prepared once per pooled connection instead of planned per request.
+    with binding_cursor() as cur:  # the fixed statements below are prepared once per pooled connection
         cur.execute(_UPSERT_RUNS, (agent.pk, now, now, list(groups)), prepare=True)
         runs = {row[1]: dict(zip(_RUN_FIELDS, row)) for row in cur.fetchall()}
         runs = _split_foreign(agent, runs, groups, result)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentKey
 from console import audit
+from console.db import binding_cursor
 
 KEY_PREFIX = "aoc_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # at most one write per key per minute
@@ -90,8 +91,8 @@ def _active_key(hashed: str) -> AgentKey | None:
     if connection.vendor != "postgresql":  # the ORM converts other databases' values (SQLite's datetimes)
         return AgentKey.objects.select_related("agent").filter(hashed=hashed, revoked_at__isnull=True).first()
     sql, key_cols, agent_cols = _key_lookup()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [hashed])
+    with binding_cursor() as cursor:
+        cursor.execute(sql, [hashed], prepare=True)
         row = cursor.fetchone()
     if row is None:
         return None
