@@ -5,8 +5,11 @@ correct by adding only the spans a batch really inserted, under the run's row
 lock, so order of arrival and duplicates do not matter.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class RunStatus(models.TextChoices):
@@ -90,6 +93,26 @@ class Run(models.Model):
 
     def __str__(self):
         return f"{self.trace_id} ({self.name or 'run'})"
+
+    @property
+    def stalls_at(self):
+        """When a ``running`` run counts as stalled if no span arrives before: its last activity
+        (``updated_at``, written by every ingest) plus the runaway detector's ``max_idle_seconds``,
+        the silence after which that detector calls a run abandoned. None for other statuses."""
+        from traces.incident_models import DetectorKind
+        from traces.watchers import detectors  # the watchers import this module
+
+        if self.status != RunStatus.RUNNING or self.updated_at is None:
+            return None
+        max_idle_s = int(detectors.settings_for(DetectorKind.RUNAWAY, self.agent_id).params["max_idle_seconds"])
+        return self.updated_at + timedelta(seconds=max_idle_s)
+
+    @property
+    def stalled_since(self):
+        """For display only: the last activity of a run that has stalled (its agent crashed, or the
+        demo was restarted, and it will never finish), else None. The status stays ``running``."""
+        stalls_at = self.stalls_at
+        return self.updated_at if stalls_at is not None and timezone.now() > stalls_at else None
 
 
 class Span(models.Model):

@@ -273,6 +273,22 @@
   document.addEventListener("DOMContentLoaded", initRunsList);
   if (document.readyState !== "loading") { initRunsList(); }
 
+  // A running run that hears nothing from its agent for the runaway detector's max_idle_seconds is shown
+  // as stalled (display only, as the server renders it on the next load): no push comes to say so.
+  function markStalledRuns() {
+    var now = Date.now();
+    document.querySelectorAll(".status-running[data-stalls-at]").forEach(function (badge) {
+      var at = Date.parse(badge.getAttribute("data-stalls-at"));
+      if (isNaN(at) || now <= at) { return; }
+      badge.classList.remove("status-running");
+      badge.classList.add("status-stalled");
+      badge.textContent = "Stalled";
+      badge.title = badge.getAttribute("data-stall-title") || "";
+      badge.removeAttribute("data-stalls-at");
+    });
+  }
+  setInterval(markStalledRuns, 5000);
+
   // Every (re)connect: fetch what was written after the last seq shown, so a dropped socket loses nothing.
   document.addEventListener("htmx:wsOpen", function () {
     document.querySelectorAll(".spans[data-run-id]").forEach(function (container) {
