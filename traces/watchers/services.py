@@ -169,6 +169,35 @@ def undo_action(*, action_id: int, user, now: datetime | None = None) -> Inciden
     return action
 
 
+def lift_playbook_pauses(*, agent_ids: list[int], actor: str, now: datetime | None = None) -> list[IncidentAction]:
+    """Resume each of these agents whose current pause is a playbook's, and mark that pause action
+    undone by ``actor`` (a system actor: the demo on restart), audited. A pause a person made is left
+    alone; the incidents stay as they are. Idempotent: a second call finds nothing to do.
+    """
+    from agents import services as agent_services
+
+    now = now or timezone.now()
+    lifted = []
+    candidates = (IncidentAction.objects.filter(kind=ActionKind.PAUSE, state=ActionState.DONE,
+                                                incident__agent_id__in=agent_ids, incident__agent__is_paused=True)
+                  .select_related("incident__agent"))
+    for action in candidates:
+        agent = action.incident.agent
+        if not agent.paused_reason.startswith(f"incident #{action.incident_id}:"):
+            continue  # paused again since, by someone else
+        with transaction.atomic():
+            if not IncidentAction.objects.filter(pk=action.pk, state=ActionState.DONE).update(
+                    state=ActionState.UNDONE, undone_at=now, detail={**(action.detail or {}), "undone_by": actor}):
+                continue
+            agent_services.resume_agent(agent_id=agent.pk, actor=actor)
+            audit.record(actor=actor, action="incident.action_undone", target=action.incident, at=now,
+                         before={"action": action.kind, "state": ActionState.DONE},
+                         after={"action": action.kind, "state": ActionState.UNDONE, "result": {"resumed": True}})
+            live.push_incident_on_commit(action.incident_id)
+        lifted.append(action)
+    return lifted
+
+
 # --- detector settings (Admin) ----------------------------------------------------------------------
 
 
