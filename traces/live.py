@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # at most one push per run per interval (seconds)
 LIST_INTERVAL = 0.2  # at most one runs-list push per interval
 MAX_ROWS_PER_PUSH = 500  # beyond this the page catches up from its cursor over HTTP
+# After a round that pushed, the loop flusher waits this long before the next: under load the changes of
+# many runs then share one round (one Redis membership read) instead of a round per ingest batch. A quiet
+# run's first change still goes out at once.
+ROUND_GAP = 0.02
 MAX_LIST_ROWS = 50  # runs-list rows per push: the most recent changed runs (a page shows about that many)
 _STALE_AFTER = 2.0  # a flusher silent this long past its wake-up time died with its loop
 _STUCK_AFTER = 10.0  # a flusher busy this long on one push is presumed lost (its loop hangs)
@@ -263,6 +267,7 @@ async def _loop_rounds(generation: int) -> None:
         if batch.runs:
             await apush(Batch(runs=batch.runs))
         if batch:
+            await asyncio.sleep(ROUND_GAP)
             continue
         if next_due is None:
             return
