@@ -6,6 +6,8 @@
 - Agents waiting in ``GET /api/v1/approvals/{id}?wait=N`` are woken through
   ``approvals.waiters`` (Redis pub/sub), not through the channel layer.
 - ``user-<id>`` gets in-app notifications; only that user may subscribe.
+- The request's run shows "waiting for approval" while a request of its trace is pending
+  (``traces.services.set_run_waiting``, which pushes the run's row).
 
 Page contract for the UI: inside the ``ws-connect`` element put
 ``<div id="approval-signals" hidden></div>`` and a list ``#approval-list``;
@@ -47,10 +49,30 @@ def request_signal(request_id: int, *, created: bool) -> str:
 
 def push_request_created_on_commit(request_id: int, queue_id: int | None) -> None:
     live.on_commit(lambda: _push_request(request_id, queue_id, created=True))
+    live.on_commit(lambda: mark_run_waiting(request_id))
 
 
 def push_request_changed_on_commit(request_id: int, queue_id: int | None) -> None:
     live.on_commit(lambda: _push_request(request_id, queue_id, created=False))
+    live.on_commit(lambda: mark_run_waiting(request_id))
+
+
+def mark_run_waiting(request_id: int) -> None:
+    """The request's run (its ``trace_id``) is "waiting for approval" while any request of that trace is
+    pending, and running again once none is. Every created or changed request passes here after commit.
+    A run that does not exist yet (the agent asked before its spans arrived) is left to its spans."""
+    from approvals.models import ApprovalRequest, Status
+    from traces import services as trace_services
+
+    row = ApprovalRequest.objects.filter(pk=request_id).values("trace_id", "agent_id").first()
+    if not row or not row["trace_id"]:
+        return
+    waiting = ApprovalRequest.objects.filter(agent_id=row["agent_id"], trace_id=row["trace_id"],
+                                             status=Status.PENDING).exists()
+    try:
+        trace_services.set_run_waiting(row["trace_id"], waiting)
+    except Exception:  # noqa: BLE001 - a display flag; the request itself is committed
+        log.warning("could not mark the run of approval %s as waiting=%s", request_id, waiting, exc_info=True)
 
 
 def _push_request(request_id: int, queue_id: int | None, *, created: bool) -> None:
