@@ -8,6 +8,8 @@ thread, and gives its DB connection back while it waits (see
 """
 
 import json
+import logging
+import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,9 +26,12 @@ from pydantic import field_validator
 from approvals import services, waiters
 from approvals.services import conflicts
 from approvals.models import ApprovalRequest, Status, canonical_json
+from console import metrics
 from console.api import AgentKeyAuth, agent_auth, api, session_auth
 from console.ratelimit import TokenBucketLimiter
 from console.roles import STAFF_ROLES, has_role
+
+log = logging.getLogger(__name__)
 
 # Per key, per process, the token bucket trace ingest uses; a bucket of its own, so traces never starve approvals.
 rate_limiter = TokenBucketLimiter()
@@ -278,12 +283,33 @@ def create_approval(request, payload: ApprovalIn, response: HttpResponse):
     try:
         req, created = services.create_request(agent=request.agent, new=new, idempotency_key=key)
     except services.TooManyPending as exc:
+        _note_pending_limit(request.agent, exc.limit)
         response["Retry-After"] = "60"
         return Reply(429, {"detail": str(exc)})
-    if not created:
+    if created:
+        metrics.APPROVAL_REQUESTS.labels(agent=request.agent.name, outcome=req.status).inc()
+    else:
         response["Idempotent-Replayed"] = "true"
     req = _own_request(request.agent, req.pk)
     return Reply(201, answer(req))
+
+
+PENDING_LIMIT_LOG_EVERY_S = 60.0
+_pending_limit_logged: dict[int, float] = {}  # agent id -> when its last refusal was logged (monotonic)
+
+
+def _note_pending_limit(agent, limit: int) -> None:
+    """Count a refusal at the pending limit; log it once per agent and minute (an agent retrying in a
+    loop gets a 429 per request, and the log should say so once, not drown in it)."""
+    metrics.APPROVAL_REQUESTS.labels(agent=agent.name, outcome="refused_pending_limit").inc()
+    now = time.monotonic()
+    if now - _pending_limit_logged.get(agent.pk, float("-inf")) < PENDING_LIMIT_LOG_EVERY_S:
+        return
+    if len(_pending_limit_logged) >= 10_000:
+        _pending_limit_logged.clear()
+    _pending_limit_logged[agent.pk] = now
+    log.warning("approvals: agent %s has %d pending requests (APPROVALS_MAX_PENDING_PER_AGENT); "
+                "refusing new ones with 429 until reviewers decide some", agent.name, limit)
 
 
 async def _wait_until_decided(agent, pk: int, wait: float) -> tuple[str, dict] | None:

@@ -91,3 +91,27 @@ def test_concurrent_creates_never_pass_the_limit():
     assert sorted(outcomes) == ["created"] * limit + ["refused"] * (threads_n - limit)
     assert ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).count() == limit
     assert AuditEntry.objects.filter(action="approval.requested").count() == limit
+
+
+@pytest.mark.django_db
+def test_refusals_at_the_limit_are_counted_and_logged_once_per_agent_and_minute(
+        client, agent, agent_headers, settings, caplog):
+    """Ops see an agent stuck at its limit: a metric counts each refusal, the log says it once a minute."""
+    from prometheus_client import REGISTRY
+
+    from approvals import api
+
+    def count(outcome):
+        return REGISTRY.get_sample_value("console_approval_requests_total",
+                                         {"agent": agent.name, "outcome": outcome}) or 0.0
+
+    settings.APPROVALS_MAX_PENDING_PER_AGENT = 1
+    api._pending_limit_logged.clear()
+    pending_before, refused_before = count("pending"), count("refused_pending_limit")
+    assert _ask(client, agent_headers, 1).status_code == 201
+    with caplog.at_level("WARNING", logger="approvals.api"):
+        assert [_ask(client, agent_headers, n).status_code for n in (2, 3, 4)] == [429, 429, 429]
+    assert count("pending") - pending_before == 1
+    assert count("refused_pending_limit") - refused_before == 3
+    lines = [r.getMessage() for r in caplog.records if "APPROVALS_MAX_PENDING_PER_AGENT" in r.getMessage()]
+    assert len(lines) == 1 and agent.name in lines[0]
