@@ -32,11 +32,16 @@ log = logging.getLogger(__name__)
 
 COALESCE_S = 0.02
 SLOW_S = 0.5  # a stream check slower than this is logged
+# Inserted spans held for the worker (ingest's facts). Past this, further runs are handed over without
+# them and checked from the database, so a worker that falls behind ingest (a burst of incidents, a
+# slow database) holds a bounded amount of memory instead of every span stored meanwhile.
+FACTS_MAX_SPANS = 20_000
 RESOURCE_ATTRIBUTES = ("resource", "console.resource")
 
 _cond = threading.Condition()
 _pending: dict[int, list[tuple[int, int]]] = {}
 _facts: dict[int, tuple[dict, list] | None] = {}  # run id -> (run row, inserted spans); None: read the database
+_facts_spans = 0  # inserted spans held in _facts
 _thread: threading.Thread | None = None
 _busy = False
 
@@ -57,16 +62,23 @@ def spans_ingested_on_commit(run_ids, seq_ranges: dict | None = None, facts: dic
 
 
 def _merge_facts(run_id: int, facts: tuple[dict, list] | None) -> None:
-    """Coalesce: the latest run row, every batch's spans; one batch without facts sends the run to the database."""
+    """Coalesce: the latest run row, every batch's spans; one batch without facts, or one past
+    ``FACTS_MAX_SPANS`` held, sends the run to the database. Under ``_cond``."""
+    global _facts_spans
+    if facts is not None and _facts_spans + len(facts[1]) > FACTS_MAX_SPANS:
+        facts = None
     if run_id not in _facts:
         _facts[run_id] = facts
+        _facts_spans += len(facts[1]) if facts is not None else 0
         return
     held = _facts[run_id]
     if held is None or facts is None:
+        _facts_spans -= len(held[1]) if held is not None else 0
         _facts[run_id] = None
         return
     run = facts[0] if facts[0]["last_seq"] >= held[0]["last_seq"] else held[0]
     _facts[run_id] = (run, held[1] + facts[1])
+    _facts_spans += len(facts[1])
 
 
 def enqueue(run_ids, seq_ranges: dict, facts: dict | None = None) -> None:
@@ -91,7 +103,7 @@ def enqueue(run_ids, seq_ranges: dict, facts: dict | None = None) -> None:
 
 
 def _work() -> None:
-    global _busy
+    global _busy, _facts_spans
     while True:
         with _cond:
             while not _pending:
@@ -102,6 +114,7 @@ def _work() -> None:
             batch, facts = dict(_pending), dict(_facts)
             _pending.clear()
             _facts.clear()
+            _facts_spans = 0
         started = time.monotonic()
         try:
             opened = process(batch, facts=facts)
@@ -111,6 +124,7 @@ def _work() -> None:
         except Exception:  # noqa: BLE001 - the periodic jobs catch up on anything missed
             log.exception("watchers: stream check failed")
         finally:
+            batch = facts = None  # an idle worker holds no spans of its last batch either
             connection.close()  # back to the pool (or closed): an idle worker holds no connection
             with _cond:
                 _busy = False
