@@ -205,7 +205,7 @@ def handle_export(request, *, fmt: str, token: str) -> HttpResponse:
     result = services.ingest_spans(agent=key.agent, spans=decoded.spans)
     rejected = decoded.rejected + result.rejected
     total = sum(rejected.values())
-    _count(agent=key.agent.name, stored=result.stored, rejected=rejected, facts=result.facts)
+    _count(agent=key.agent.name, stored=result.stored, rejected=rejected, facts=result.facts, new_runs=result.new_runs)
     return _success_response(fmt, total, otlp.rejection_message(rejected) if total else "")
 
 
@@ -230,13 +230,15 @@ def _handle_in_thread(request, fmt: str, token: str) -> HttpResponse:
                                                  code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
 
 
-def _count(*, agent: str, stored: int, rejected, facts=None) -> None:
+def _count(*, agent: str, stored: int, rejected, facts=None, new_runs: int = 0) -> None:
     """Prometheus counters for a stored batch (multiprocess-safe, see console.metrics).
 
     Tokens and cost count the newly stored spans only, so a re-sent batch adds nothing.
     """
     if stored:
         metrics.INGEST_SPANS.labels(agent=agent).inc(stored)
+    if new_runs:
+        metrics.RUNS_STARTED.labels(agent=agent).inc(new_runs)
     for reason, count in rejected.items():
         metrics.INGEST_REJECTED.labels(reason=str(reason)[:60]).inc(count)
     usage = {}

@@ -39,6 +39,7 @@ FOREIGN_TRACE = "trace id belongs to another agent's run"
 @dataclass
 class IngestResult:
     stored: int = 0          # newly inserted spans
+    new_runs: int = 0        # runs this batch stored the first spans of
     duplicates: int = 0      # already stored before (acknowledged, stored once)
     rejected: Counter = field(default_factory=Counter)
     run_ids: list = field(default_factory=list)
@@ -235,6 +236,8 @@ def ingest_spans(*, agent, spans: list[SpanRecord], now: datetime | None = None)
 
 def _assign_seq(runs: dict[str, dict], groups: dict[str, list[SpanRecord]], result: IngestResult) -> None:
     for trace_id, run in runs.items():
+        if run["last_seq"] == 0:  # read under the run's lock: one batch per run sees it first
+            result.new_runs += 1
         batch = groups[trace_id]
         for offset, span in enumerate(batch, start=1):
             span.seq = run["last_seq"] + offset

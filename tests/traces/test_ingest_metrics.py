@@ -50,3 +50,15 @@ def test_tokens_and_cost_of_newly_stored_spans_are_counted_once(client, agent, a
     assert _value("console_tokens_total", direction="output", **labels) - tokens_out == 200
     # list price of gpt-4o: 2.50 USD per 1M input tokens, 10.00 per 1M output tokens
     assert _value("console_cost_usd_total", **labels) - cost == pytest.approx(0.0025 + 0.002)
+
+
+def test_runs_started_counts_each_run_once_whatever_the_batches(client, agent, agent_key):
+    """console_runs_started_total was exported but never counted: a run counts when its first spans are
+    stored, not again for its later batches, a re-sent batch or a batch refused for another agent's trace."""
+    before = _value("console_runs_started_total", agent="billing-bot")
+    first, second = helpers.new_trace_id(), helpers.new_trace_id()
+    batch = helpers.body_of(helpers.make_span(first, name="a"), helpers.make_span(second, name="b"))
+    assert helpers.post(client, batch, key=agent_key).status_code == 200
+    assert helpers.post(client, batch, key=agent_key).status_code == 200  # the exporter retried
+    assert helpers.post(client, helpers.body_of(helpers.make_span(first, name="c")), key=agent_key).status_code == 200
+    assert _value("console_runs_started_total", agent="billing-bot") - before == 2
