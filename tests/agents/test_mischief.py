@@ -11,19 +11,12 @@ import pytest
 
 from agents.fleet import sim
 from agents.fleet.sim import Mischief
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.fake_clock import FakeClock
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(sim.time, "monotonic", clock)
     return clock
 

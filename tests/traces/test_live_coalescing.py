@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from console import live as console_live
+from tests.fake_clock import FakeClock
 from tests.traces import helpers
 from traces import live
 from traces.models import Run
@@ -19,17 +20,9 @@ pytestmark = pytest.mark.django_db
 STEP = live.FLUSH_INTERVAL / 10
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(live, "_clock", clock)
     return clock
 
