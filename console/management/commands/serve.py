@@ -5,10 +5,12 @@ In the embedded mode the ASGI lifespan starts the in-process scheduler; with
 """
 
 import os
+import sys
 import tempfile
 import threading
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -27,13 +29,52 @@ class Command(BaseCommand):
         if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Workers are fresh processes: they read this before creating any metric.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="console-metrics-")
-        if fleet:
-            from agents import demo
+        options = {"host": host, "port": port, "lifespan": "on", "log_level": "info", "proxy_headers": True,
+                   "ws_max_size": 1 << 20}
+        if not fleet:
+            uvicorn.run("console.asgi:application", workers=workers, **options)
+            return
+        from agents import demo
 
-            threading.Thread(target=demo.start_fleet, args=(f"http://{host}:{port}", self.stdout),
-                             name="demo-fleet", daemon=True).start()
-        uvicorn.run("console.asgi:application", host=host, port=port, workers=workers, lifespan="on",
-                    log_level="info", proxy_headers=True, ws_max_size=1 << 20)
+        stop_fleet = threading.Event()
+        fleet_thread = threading.Thread(target=demo.start_fleet, args=(f"http://{host}:{port}", self.stdout),
+                                        kwargs={"until": stop_fleet}, name="demo-fleet", daemon=True)
+        fleet_thread.start()
+        if workers > 1:
+            uvicorn.run("console.asgi:application", workers=workers, **options)
+            return
+        server = uvicorn.Server(uvicorn.Config("console.asgi:application", **options))
+        server.handle_exit = _fleet_first(server.handle_exit, stop_fleet, fleet_thread)
+        try:
+            server.run()
+        except KeyboardInterrupt:  # the Ctrl-C uvicorn re-raises once it has shut down
+            pass
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the port was taken, say
+
+
+FLEET_STOP_S = 20.0
+
+
+def _fleet_first(handle_exit, stop_fleet: threading.Event, fleet_thread: threading.Thread):
+    """Ctrl-C stops the demo fleet while the console still answers, then the server.
+
+    Stopped after the server, the fleet's runs and span exporters retried against a closed port,
+    logging a screen of connection errors and tracebacks for about 20 s before the process ended.
+    A second Ctrl-C stops the server at once.
+    """
+    def handle(sig, frame):
+        if stop_fleet.is_set() or not fleet_thread.is_alive():
+            handle_exit(sig, frame)
+            return
+        stop_fleet.set()
+        print("Stopping the demo fleet (Ctrl-C again to stop at once)…", flush=True)
+
+        def then_the_server():
+            fleet_thread.join(timeout=FLEET_STOP_S)
+            handle_exit(sig, frame)
+        threading.Thread(target=then_the_server, name="demo-fleet-stop", daemon=True).start()
+    return handle
 
 
 def _default_base_url_to_this_server(host: str, port: int) -> None:
