@@ -58,19 +58,20 @@ def push_request_changed_on_commit(request_id: int, queue_id: int | None) -> Non
 
 
 def mark_run_waiting(request_id: int) -> None:
-    """The request's run (its ``trace_id``) is "waiting for approval" while any request of that trace is
-    pending, and running again once none is. Every created or changed request passes here after commit.
-    A run that does not exist yet (the agent asked before its spans arrived) is left to its spans."""
+    """The request's run (its agent's run of its ``trace_id``) is "waiting for approval" while any request
+    of that agent and trace is pending, and running again once none is. Every created or changed request
+    passes here after commit. A run that does not exist yet (the agent asked before its spans arrived) is
+    left to its spans, and so is another agent's run of that trace id (not this agent's to mark)."""
     from approvals.models import ApprovalRequest, Status
     from traces import services as trace_services
 
     row = ApprovalRequest.objects.filter(pk=request_id).values("trace_id", "agent_id").first()
     if not row or not row["trace_id"]:
         return
-    waiting = ApprovalRequest.objects.filter(agent_id=row["agent_id"], trace_id=row["trace_id"],
+    waiting = ApprovalRequest.objects.filter(agent_id=row["agent_id"], trace_id__iexact=row["trace_id"],
                                              status=Status.PENDING).exists()
     try:
-        trace_services.set_run_waiting(row["trace_id"], waiting)
+        trace_services.set_run_waiting(row["trace_id"], waiting, agent_id=row["agent_id"])
     except Exception:  # noqa: BLE001 - a display flag; the request itself is committed
         log.warning("could not mark the run of approval %s as waiting=%s", request_id, waiting, exc_info=True)
 

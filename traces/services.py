@@ -412,15 +412,16 @@ def _orm_row(run_id: int, s: SpanRecord, now: datetime) -> tuple:
 # --- approvals -----------------------------------------------------------------------------
 
 
-def set_run_waiting(trace_id: str, waiting: bool) -> bool:
+def set_run_waiting(trace_id: str, waiting: bool, *, agent_id: int) -> bool:
     """Mark the run of ``trace_id`` as waiting for (or no longer waiting for) an approval.
 
-    Called by the approvals app. Returns False when no such run exists (yet).
-    Idempotent; the status is recomputed from the run's order-free facts.
+    Called by the approvals app. Only ``agent_id``'s own run is touched: a trace id is just a string
+    an agent sends, and another agent's run is not its to mark. Returns False when that agent has no
+    such run (yet). Idempotent; the status is recomputed from the run's order-free facts.
     """
     trace_id = (trace_id or "").lower()
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(trace_id=trace_id).first()
+        run = Run.objects.select_for_update().filter(trace_id=trace_id, agent_id=agent_id).first()
         if run is None:
             return False
         status = run_status(root_ended=run.root_ended, error_count=run.error_count, waiting=waiting)

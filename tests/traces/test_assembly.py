@@ -120,17 +120,17 @@ def test_one_request_may_carry_several_traces(client, agent_key):
     assert Run.objects.count() == 2
 
 
-def test_set_run_waiting_marks_and_clears_waiting(client, agent_key):
+def test_set_run_waiting_marks_and_clears_waiting(client, agent, agent_key):
     from traces import services
 
     trace = helpers.new_trace_id()
     root, children = _run_spans(trace)
     helpers.post(client, helpers.body_of(*children), key=agent_key)
-    assert services.set_run_waiting(trace.hex(), True) is True
+    assert services.set_run_waiting(trace.hex(), True, agent_id=agent.pk) is True
     assert Run.objects.get().status == RunStatus.WAITING
-    assert services.set_run_waiting(trace.hex(), False) is True
+    assert services.set_run_waiting(trace.hex(), False, agent_id=agent.pk) is True
     assert Run.objects.get().status == RunStatus.RUNNING
-    assert services.set_run_waiting("0" * 32, True) is False
+    assert services.set_run_waiting("0" * 32, True, agent_id=agent.pk) is False
 
 
 @pytest.mark.postgres
