@@ -126,8 +126,21 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+def sendable(url: str) -> httpx.URL:
+    """``url`` as the sender parses it; raises Refused if httpx cannot (a host name that is not valid
+    IDNA 2008, such as full-width letters or ``xn--a``, which Django's URLField and Python's resolver accept)."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.host  # decodes an xn-- name (for the Host header): fails on one that is not valid IDNA
+        return parsed
+    except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:
+        raise Refused(f"{url[:200]!r} cannot be sent to: {exc}") from exc
+
+
 def split(url: str) -> tuple[str, int]:
-    """(host, port) of an http(s) URL; raises Refused for any other scheme or a URL without a host."""
+    """(host, port) of an http(s) URL; raises Refused for any other scheme, a URL without a host or
+    one the sender cannot parse."""
+    sendable(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -224,8 +237,9 @@ class PinnedTransport(httpx.HTTPTransport):
         original = request.url
         try:
             host, addresses = checked_addresses(str(original))
-        except (OSError, UnicodeError, ValueError) as exc:
-            raise httpx.ConnectError(f"cannot resolve {original.host}: {exc}", request=request) from exc
+        except (OSError, UnicodeError, ValueError) as exc:  # the raw host: decoding it can fail too (xn--a)
+            host = original.raw_host.decode("ascii", "replace")
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
         if _literal(host) is None:
             request.extensions = {**request.extensions, "sni_hostname": host}
         error = None
@@ -241,6 +255,16 @@ class PinnedTransport(httpx.HTTPTransport):
             request.url = original
 
 
+class Client(httpx.Client):
+    """Raises Refused, not httpx.InvalidURL (which is no httpx.HTTPError), for a URL it cannot parse:
+    a stored URL that can never be sent fails its delivery once, recorded, like a refused address."""
+
+    def build_request(self, method, url, **kwargs) -> httpx.Request:
+        if isinstance(url, str):
+            url = sendable(url)
+        return super().build_request(method, url, **kwargs)
+
+
 def client(*, timeout: float) -> httpx.Client:
     """An httpx client for admin-configured URLs: checked addresses only, no redirects, no environment proxies."""
-    return httpx.Client(transport=PinnedTransport(), timeout=timeout, follow_redirects=False, trust_env=False)
+    return Client(transport=PinnedTransport(), timeout=timeout, follow_redirects=False, trust_env=False)
