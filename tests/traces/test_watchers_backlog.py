@@ -9,6 +9,7 @@ import threading
 import weakref
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from traces.watchers import stream
 
@@ -75,5 +76,32 @@ def test_an_idle_worker_does_not_keep_its_last_batch(background):
     stream.enqueue([7], {7: (0, 3)}, facts)
     del facts
     assert stream.drain(10) and background["calls"]
+    gc.collect()
+    assert span() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_incident_already_open_does_not_keep_the_round_alive(settings, monkeypatch):
+    """``open_incident`` meets the dedupe constraint (IntegrityError inside ``atomic``) for every
+    anomaly already open; Django keeps that error, traceback and frames included, on the thread's
+    connection."""
+    settings.WATCHERS_MODE = "background"
+    calls = []
+
+    def process_meeting_an_open_incident(batch, *, facts=None, now=None):
+        try:
+            with transaction.atomic(), transaction.mark_for_rollback_on_error():
+                raise IntegrityError('duplicate key value violates unique constraint "incident_once_per_anomaly"')
+        except IntegrityError:
+            pass
+        calls.append(sorted(batch))
+        return []
+
+    monkeypatch.setattr(stream, "process", process_meeting_an_open_incident)
+    facts = facts_for(8, 3, 3)
+    span = weakref.ref(facts[8][1][0])
+    stream.enqueue([8], {8: (0, 3)}, facts)
+    del facts
+    assert stream.drain(10) and calls == [[8]]
     gc.collect()
     assert span() is None

@@ -125,6 +125,10 @@ def _work() -> None:
             log.exception("watchers: stream check failed")
         finally:
             batch = facts = None  # an idle worker holds no spans of its last batch either
+            # Django keeps the last error rolled back in an atomic block (an incident's dedupe
+            # IntegrityError) on this thread's connection, and with its traceback every frame of the
+            # round: the batch, its spans and windows, until the next such error.
+            connection.rollback_exc = None
             connection.close()  # back to the pool (or closed): an idle worker holds no connection
             with _cond:
                 _busy = False
