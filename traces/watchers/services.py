@@ -175,6 +175,7 @@ def lift_playbook_pauses(*, agent_ids: list[int], actor: str, now: datetime | No
     alone; the incidents stay as they are. Idempotent: a second call finds nothing to do.
     """
     from agents import services as agent_services
+    from agents.models import Agent
 
     now = now or timezone.now()
     lifted = []
@@ -182,10 +183,10 @@ def lift_playbook_pauses(*, agent_ids: list[int], actor: str, now: datetime | No
                                                 incident__agent_id__in=agent_ids, incident__agent__is_paused=True)
                   .select_related("incident__agent"))
     for action in candidates:
-        agent = action.incident.agent
-        if not agent.paused_reason.startswith(f"incident #{action.incident_id}:"):
-            continue  # paused again since, by someone else
         with transaction.atomic():
+            agent = Agent.objects.select_for_update().get(pk=action.incident.agent_id)
+            if not (agent.is_paused and _paused_by_playbook(agent, action.incident_id)):
+                continue  # resumed, or paused again since by someone else
             if not IncidentAction.objects.filter(pk=action.pk, state=ActionState.DONE).update(
                     state=ActionState.UNDONE, undone_at=now, detail={**(action.detail or {}), "undone_by": actor}):
                 continue
@@ -196,6 +197,18 @@ def lift_playbook_pauses(*, agent_ids: list[int], actor: str, now: datetime | No
             live.push_incident_on_commit(action.incident_id)
         lifted.append(action)
     return lifted
+
+
+def _paused_by_playbook(agent, incident_id: int) -> bool:
+    """Whether the agent's current pause is the one the playbook of ``incident_id`` made: its latest
+    pause in the audit log is the playbook's. The reason text alone would not do: a person pausing the
+    agent again may well type "incident #12: ..." too. Call with the agent row locked."""
+    from console.models import AuditEntry
+
+    latest = (AuditEntry.objects.filter(action="agent.paused", target_type="agents.agent", target_id=str(agent.pk))
+              .order_by("-id").values("actor").first())
+    return (latest is not None and latest["actor"] == ACTOR
+            and agent.paused_reason.startswith(f"incident #{incident_id}:"))
 
 
 # --- detector settings (Admin) ----------------------------------------------------------------------
