@@ -104,8 +104,12 @@ class Run(models.Model):
 
         if self.status != RunStatus.RUNNING or self.updated_at is None:
             return None
-        max_idle_s = int(detectors.settings_for(DetectorKind.RUNAWAY, self.agent_id).params["max_idle_seconds"])
-        return self.updated_at + timedelta(seconds=max_idle_s)
+        max_idle_s = detectors.settings_for(DetectorKind.RUNAWAY, self.agent_id).params["max_idle_seconds"]
+        try:
+            return self.updated_at + timedelta(seconds=int(max_idle_s))
+        except (TypeError, ValueError, OverflowError):  # stored unchecked (Django admin, an older version)
+            default_s = detectors.DEFAULTS[DetectorKind.RUNAWAY]["params"]["max_idle_seconds"]
+            return self.updated_at + timedelta(seconds=default_s)
 
     @property
     def stalled_since(self):

@@ -38,6 +38,25 @@ DEFAULTS: dict[str, dict] = {
     K.CONFLICT: {"params": {"window_s": 300}, "actions": [A.NOTIFY, A.REQUIRE_APPROVAL]},
 }
 
+MAX_PARAM = 1e9  # seconds (31 years) or counts: anything larger is a typo, and overflows a timedelta
+
+
+def check_params(kind: str, params: dict) -> None:
+    """Raise ValueError naming the parameter if one that is a number by default is not a number from 0
+    to MAX_PARAM (None too where the default is None: "no limit"). Other parameters are not checked here."""
+    for name, default in DEFAULTS[kind]["params"].items():
+        if name not in params:
+            continue
+        value = params[name]
+        if value is None and default is None:
+            continue
+        if default is not None and not isinstance(default, int | float):
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and (isinstance(value, int) or math.isfinite(value)) and 0 <= value <= MAX_PARAM):
+            raise ValueError(f"{name} must be a number from 0 to {MAX_PARAM:.0f}, not {json.dumps(value)[:50]}")
+
+
 SCORE_OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t,
              "<=": lambda v, t: v <= t}
 

@@ -224,6 +224,7 @@ def save_detector_config(*, kind: str, agent_id: int | None, enabled: bool, para
     unknown = [a for a in (actions or []) if a not in ActionKind.values]
     if unknown:
         raise ValueError(f"unknown playbook actions: {', '.join(unknown)}")
+    detectors.check_params(kind, params)
     with transaction.atomic():
         row = DetectorConfig.objects.select_for_update().filter(kind=kind, agent_id=agent_id).first()
         before = None if row is None else {"enabled": row.enabled, "params": row.params, "actions": row.actions}
