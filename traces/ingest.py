@@ -230,6 +230,24 @@ def _handle_in_thread(request, fmt: str, token: str) -> HttpResponse:
                                                  code=code_pb2.UNAVAILABLE, retry_after=_retry_after()))
 
 
+MODEL_LABELS_MAX = 200  # distinct model label values per process
+_model_labels: set[str] = set()
+_model_labels_lock = threading.Lock()
+
+
+def _model_label(model: str) -> str:
+    """The model as a metric label. Agents name models freely and a label set lives as long as the
+    process, so past MODEL_LABELS_MAX distinct names further ones count as "other"."""
+    model = model[:100] or "unknown"
+    if model in _model_labels:
+        return model
+    with _model_labels_lock:
+        if len(_model_labels) < MODEL_LABELS_MAX:
+            _model_labels.add(model)
+            return model
+    return "other"
+
+
 def _count(*, agent: str, stored: int, rejected, facts=None, new_runs: int = 0) -> None:
     """Prometheus counters for a stored batch (multiprocess-safe, see console.metrics).
 
@@ -249,7 +267,7 @@ def _count(*, agent: str, stored: int, rejected, facts=None, new_runs: int = 0) 
                 usage[span.model] = (tokens_in + span.input_tokens, tokens_out + span.output_tokens,
                                      cost + span.cost)
     for model, (tokens_in, tokens_out, cost) in usage.items():
-        model = model[:100] or "unknown"
+        model = _model_label(model)
         if tokens_in:
             metrics.TOKENS.labels(agent=agent, model=model, direction="input").inc(tokens_in)
         if tokens_out:

@@ -1,5 +1,7 @@
 """Ingest shows up in the Prometheus counters: spans stored per agent, requests per status, rejections."""
 
+import uuid
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -62,3 +64,25 @@ def test_runs_started_counts_each_run_once_whatever_the_batches(client, agent, a
     assert helpers.post(client, batch, key=agent_key).status_code == 200  # the exporter retried
     assert helpers.post(client, helpers.body_of(helpers.make_span(first, name="c")), key=agent_key).status_code == 200
     assert _value("console_runs_started_total", agent="billing-bot") - before == 2
+
+
+def test_model_labels_stay_bounded_whatever_models_agents_name(client, agent, agent_key, monkeypatch):
+    """Each model name an agent sends became a label set of the token and cost counters, kept for the
+    life of the process: an agent naming a new model per span grew /metrics (and memory) without end."""
+    from traces import ingest
+
+    monkeypatch.setattr(ingest, "MODEL_LABELS_MAX", 3)
+    monkeypatch.setattr(ingest, "_model_labels", set())
+    other = _value("console_tokens_total", agent="billing-bot", model="other", direction="input")
+    trace = helpers.new_trace_id()
+    names = [f"made-up-model-{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    spans = [helpers.make_span(trace, name=f"chat {name}", attrs={
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": name, "gen_ai.usage.input_tokens": 10})
+        for name in names]
+    assert helpers.post(client, helpers.body_of(*spans), key=agent_key).status_code == 200
+
+    labelled = {s.labels["model"] for m in REGISTRY.collect() if m.name == "console_tokens"
+                for s in m.samples if s.labels.get("model", "").startswith("made-up-model-")
+                and s.labels["model"] in names}
+    assert len(labelled) == 3
+    assert _value("console_tokens_total", agent="billing-bot", model="other", direction="input") - other == 30
