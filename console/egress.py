@@ -24,6 +24,10 @@ from django.core.exceptions import ValidationError
 SETTING = "WEBHOOK_ALLOWED_PRIVATE_HOSTS"
 SCHEMES = ("http", "https")
 SAVE_RESOLVE_TIMEOUT_S = 3.0  # a save does not wait longer for DNS; sending checks again anyway
+# A whole send (connect, request, answer) ends by then, however slowly the receiver answers: each read
+# has the client's timeout, but a receiver sending a byte per read would otherwise hold the worker.
+SEND_DEADLINE_S = 30.0
+MAX_RESPONSE_BYTES = 64 * 1024  # of an answer's body; a webhook's answer is its status
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -221,12 +225,78 @@ def validate_on_save(url: str) -> None:
 # --- on send -----------------------------------------------------------------------------------
 
 
+class _Deadline:
+    """Shuts a send's sockets once ``seconds`` have passed, so the read waiting on them ends."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds, False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's ``trace`` extension: learns each socket the send opens (TCP, then TLS over it)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            sock = info["return_value"].get_extra_info("socket")
+            with self._lock:
+                self._sockets.append(sock)
+                if self.expired:
+                    _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def timeout(self, exc: Exception, request: httpx.Request) -> Exception:
+        """``exc`` as the timeout it was, if the deadline caused it."""
+        if not self.expired:
+            return exc
+        return httpx.ReadTimeout(f"the receiver took longer than {self.seconds:g} s", request=request)
+
+
+def _shut(sock) -> None:
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: an SSLSocket's own drops its state
+    except (OSError, TypeError):
+        pass
+
+
+class _CappedBody(httpx.SyncByteStream):
+    """An answer's body, at most MAX_RESPONSE_BYTES of it, read before the deadline."""
+
+    def __init__(self, stream: httpx.SyncByteStream, deadline: _Deadline, request: httpx.Request):
+        self._stream, self._deadline, self._request = stream, deadline, request
+
+    def __iter__(self):
+        left = MAX_RESPONSE_BYTES
+        try:
+            for chunk in self._stream:
+                yield chunk[:left]
+                left -= len(chunk)
+                if left <= 0:
+                    return  # the rest is not read; the connection is closed, never kept alive
+        except httpx.TransportError as exc:
+            raise self._deadline.timeout(exc, self._request) from exc
+
+    def close(self) -> None:
+        self._deadline.cancel()
+        self._stream.close()
+
+
 class PinnedTransport(httpx.HTTPTransport):
     """Resolves the host once, refuses internal addresses (Refused), and connects to a checked address only.
 
     The URL is rewritten to the address; the Host header (set when the request was built) and the TLS
     server name (``sni_hostname``, also what the certificate is checked against) stay the host name.
     Connections are not kept alive, so one to a name's address is never reused for another name.
+    A send ends by SEND_DEADLINE_S (an httpx.ReadTimeout) and reads at most MAX_RESPONSE_BYTES of the answer.
     """
 
     def __init__(self, **kwargs):
@@ -240,16 +310,27 @@ class PinnedTransport(httpx.HTTPTransport):
         except (OSError, UnicodeError, ValueError) as exc:  # the raw host: decoding it can fail too (xn--a)
             host = original.raw_host.decode("ascii", "replace")
             raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
+        deadline = _Deadline(SEND_DEADLINE_S)
+        request.extensions = {**request.extensions, "trace": deadline.trace}
         if _literal(host) is None:
-            request.extensions = {**request.extensions, "sni_hostname": host}
+            request.extensions["sni_hostname"] = host
         error = None
         try:
             for ip in addresses:
                 request.url = original.copy_with(host=str(ip))
                 try:
-                    return super().handle_request(request)
+                    response = super().handle_request(request)
                 except httpx.ConnectError as exc:  # nothing was sent: try the name's next address
-                    error = exc
+                    error = deadline.timeout(exc, request)
+                    if deadline.expired:
+                        break
+                    continue
+                except httpx.TransportError as exc:
+                    deadline.cancel()
+                    raise deadline.timeout(exc, request) from exc
+                response.stream = _CappedBody(response.stream, deadline, request)
+                return response
+            deadline.cancel()
             raise error
         finally:
             request.url = original
