@@ -428,9 +428,14 @@ def render_list(batch: Batch, watched: set[str] | None = None) -> list[tuple[str
     if not batch.listed or (watched is not None and "runs" not in watched):
         return []
     list_ids = sorted(batch.listed, reverse=True)[:MAX_LIST_ROWS]
-    rows = [render_to_string("traces/partials/run_row.html", {"run": run, "oob": "new" if batch.listed[run.pk] else True})
-            for run in Run.objects.filter(pk__in=list_ids).select_related("agent").order_by("id")]
-    return [("runs", "".join(rows))] if rows else []
+    new, updated = [], []
+    for run in Run.objects.filter(pk__in=list_ids).select_related("agent").order_by("id"):
+        is_new = batch.listed[run.pk]
+        (new if is_new else updated).append(
+            render_to_string("traces/partials/run_row.html", {"run": run, "oob": "new" if is_new else True}))
+    # Two messages: an HTML parser drops a <tbody> (the new rows' wrapper) that follows a bare <tr>
+    # in the same fragment, so a push mixing both lost its new runs.
+    return [("runs", "".join(rows)) for rows in (new, updated) if rows]
 
 
 def collect(batch: Batch | None = None, watched: set[str] | None = None) -> list[tuple[str, str]]:

@@ -264,6 +264,39 @@
     var empty = document.getElementById("runs-empty");
     if (empty && tbody.querySelector("tr.run-row")) { empty.remove(); }
   }
+  // Runs list pushes are the same for every viewer: rows of runs this page does not show, and new runs
+  // for a list that cannot take them (a filtered or older page has no #runs-rows). htmx reports an
+  // out-of-band swap without a target as a console error, so keep only what this page can place:
+  // updates of rows it shows (also when pushed as new), and new rows only where #runs-rows is.
+  function keepPlaceableRows(html) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
+      var oob = el.getAttribute("hx-swap-oob") || "true";
+      var sep = oob.indexOf(":");
+      if (sep < 0) {
+        if (!el.id || !document.getElementById(el.id)) { el.remove(); }
+        return;
+      }
+      el.querySelectorAll("tr[id]").forEach(function (row) {
+        var shown = document.getElementById(row.id);
+        if (!shown) { return; }
+        // replaced here: a bare <tr> after a <tbody> in one fragment is lost when htmx parses it
+        var fresh = document.importNode(row, true);
+        shown.replaceWith(fresh);
+        window.htmx.process(fresh);
+        row.remove();
+      });
+      if (!el.children.length || !document.querySelector(oob.slice(sep + 1))) { el.remove(); }
+    });
+    return tpl.innerHTML;
+  }
+  if (window.htmx) {
+    window.htmx.defineExtension("runs-live", {
+      transformResponse: function (text) { return keepPlaceableRows(text); }
+    });
+  }
+
   function initRunsList() {
     var tbody = document.getElementById("runs-rows");
     if (!tbody || tbody._watched) { return; }

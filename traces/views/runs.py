@@ -28,7 +28,8 @@ def runs_list(request):
         form.add_error("q", str(exc))  # the list is shown without the search, the box says why
         # the next page must not search again either (it would time out the same way)
         page = keyset_page(form.apply(all_runs, now=now), request, size=PAGE_SIZE, drop=("q",))
-    context = {"form": form, "filtering": filtering, "page": page, "runs": page.items}
+    context = {"form": form, "filtering": filtering, "page": page, "runs": page.items,
+               "first_page": not request.GET.get("cursor")}  # only the first page takes new runs on top
     if request.htmx and request.GET.get("cursor"):
         return render(request, "traces/runs.html#more-rows", context)
     return render(request, "traces/runs.html", context)
