@@ -261,7 +261,8 @@ def rate(request):
         try:
             feedback = services.record_rating(user=request.user, trace_id=cd["trace_id"], span_id=cd["span_id"],
                                               thumb=cd["thumb"], comment=cd["comment"])
-            result = f"Thanks: rated {feedback.version} {'👍' if cd['thumb'] == FeedbackVerdict.UP else '👎'}."
+            # words, as on the buttons: without an emoji font a thumb is an empty box
+            result = f"Thanks: rated {feedback.version} as {'Good' if cd['thumb'] == FeedbackVerdict.UP else 'Bad'}."
         except services.NoPromptVersion as exc:
             result, status = str(exc), 400
     else:

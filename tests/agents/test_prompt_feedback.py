@@ -192,3 +192,14 @@ def test_feedback_from_a_decision_made_through_the_approvals_service(agent):
     assert feedback.verdict == "modify" and feedback.category == "wrong_arguments"
     assert feedback.argument_diff == {"amount": {"from": 900, "to": 500}}
     assert feedback.approval_id == req.pk and feedback.author == reviewer
+
+
+def test_the_rating_confirmation_says_good_or_bad_in_words(agent, operator_client):
+    make_prompt()
+    run = make_run(agent)
+    for thumb, word in (("down", "Bad"), ("up", "Good")):
+        response = operator_client.post("/prompts/rate/", {"trace_id": run.trace_id, "thumb": thumb},
+                                        HTTP_HX_REQUEST="true")
+        text = response.content.decode()
+        assert response.status_code == 200 and "Thanks: rated support-reply" in text and f" as {word}." in text
+        assert "👍" not in text and "👎" not in text  # an empty box without an emoji font
