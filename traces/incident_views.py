@@ -24,6 +24,7 @@ from traces.incident_models import (
     IncidentAction,
     IncidentStatus,
 )
+from traces.templatetags.traces_ui import human_ms, money
 from traces.watchers import autonomy, detectors, services
 
 STATUS_FILTERS = {"unresolved": None, "open": IncidentStatus.OPEN, "acknowledged": IncidentStatus.ACKNOWLEDGED,
@@ -75,7 +76,8 @@ def incident_detail(request, pk: int):
     incident = services.get_incident_for(request.user, pk)
     ev = incident.evidence or {}
     context = _panel_context(request, incident)
-    context.update({"ev": ev, "chart": chart_for(incident), "span_ids": (ev.get("span_ids") or [])[:50],
+    context.update({"ev": ev, "figures": evidence_figures(incident), "chart": chart_for(incident),
+                    "span_ids": (ev.get("span_ids") or [])[:50],
                     "trace_ids": (ev.get("trace_ids") or [])[:20],
                     "evidence_json": json.dumps(ev, indent=2, sort_keys=True, default=str)})
     return render(request, "traces/incidents/detail.html", context)
@@ -137,6 +139,37 @@ def incident_undo(request, pk: int, action_id: int):
     return _after_change(request, incident.pk)
 
 
+# --- the evidence's numbers, with their unit ---------------------------------------------------------
+
+
+def _unit_of(incident: Incident):
+    """How this kind's observed/threshold/baseline numbers read (cost in money, latency in ms, ...)."""
+    ev = incident.evidence or {}
+    kind = incident.kind
+    if kind in (DetectorKind.RUN_COST, DetectorKind.BUDGET):
+        return money
+    if kind == DetectorKind.LATENCY:
+        return human_ms
+    if kind == DetectorKind.ERROR_RATE:
+        return lambda v: f"{float(v):.0%}"
+    if kind == DetectorKind.RUNAWAY and ev.get("measure") == "seconds":
+        return lambda v: human_ms(float(v) * 1000)
+    if kind == DetectorKind.RUNAWAY:
+        return lambda v: f"{v} spans"
+    if kind == DetectorKind.LOOP:
+        return lambda v: f"{v} repeats"
+    return lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def evidence_figures(incident: Incident) -> dict:
+    """observed, threshold, baseline (those present and numeric) as text with the kind's unit."""
+    ev = incident.evidence or {}
+    unit = _unit_of(incident)
+    keys = {"observed": "observed", "threshold": "threshold", "baseline": "baseline", "baseline_p99": "baseline_p99"}
+    return {name: unit(ev[key]) for name, key in keys.items()
+            if isinstance(ev.get(key), int | float) and not isinstance(ev.get(key), bool)}
+
+
 # --- the chart ------------------------------------------------------------------------------------
 
 CHART_W, CHART_H = 320, 90
@@ -158,7 +191,9 @@ def chart_for(incident: Incident) -> dict | None:
     if isinstance(observed, int | float) and isinstance(base, int | float):
         top = max(float(observed), float(base)) or 1.0
         bar_h = lambda v: round(float(v) / top * (CHART_H - 20), 1)  # noqa: E731
+        unit = _unit_of(incident)
         return {"kind": "bars", "w": CHART_W, "h": CHART_H, "base": base, "observed": observed,
+                "base_text": unit(base), "observed_text": unit(observed),
                 "base_h": bar_h(base), "observed_h": bar_h(observed),
                 "base_y": round(CHART_H - bar_h(base), 1), "observed_y": round(CHART_H - bar_h(observed), 1),
                 "base_label": "baseline" if "baseline" in ev or "baseline_p99" in ev else "threshold"}

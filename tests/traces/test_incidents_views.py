@@ -113,3 +113,19 @@ def test_incidents_topics_admit_staff_only(reviewer, nobody):
 
     assert live.may_subscribe(reviewer, "incidents") and live.may_subscribe(reviewer, "incident-5")
     assert not live.may_subscribe(nobody, "incidents")
+
+
+@pytest.mark.parametrize("kind,evidence,shown", [
+    (DetectorKind.RUN_COST, {"observed": 5.764, "threshold": 0.0204}, ["$5.76", "$0.0204"]),
+    (DetectorKind.LATENCY, {"observed": 2500.0, "baseline": 800.0}, ["2.50 s", "800 ms"]),
+    (DetectorKind.ERROR_RATE, {"observed": 0.4, "baseline": 0.05}, ["40%", "5%"]),
+    (DetectorKind.RUNAWAY, {"observed": 5400.0, "threshold": 3600, "measure": "seconds"}, ["1h 30m", "1h 0m"]),
+    (DetectorKind.RUNAWAY, {"observed": 1200, "threshold": 1000, "measure": "spans"}, ["1200 spans", "1000 spans"]),
+])
+def test_evidence_numbers_carry_their_unit(clients_by_role, agent, watching, kind, evidence, shown):
+    incident = services.open_incident(finding=Finding(kind=kind, agent_id=agent.pk, dedupe_key="u", title="t",
+                                                      evidence=evidence))
+    html = clients_by_role["operator"].get(f"/incidents/{incident.pk}/").content.decode()
+    observed, base = shown
+    assert f'<dd data-testid="observed">{observed}</dd>' in html and f"<dd>{base}</dd>" in html
+    assert f"(left) {base} · observed (right) {observed}" in html  # the chart's caption too

@@ -154,6 +154,7 @@ def test_run_cost_spike_against_the_agents_own_baseline(client, agent, agent_key
     assert incident.kind == DetectorKind.RUN_COST and incident.trace_id == spike.hex()
     assert incident.evidence["observed"] == pytest.approx(0.5)
     assert incident.evidence["baseline_p99"] == pytest.approx(0.0072, rel=0.05)
+    assert incident.title.startswith("Run cost $0.5000 above $0.0")  # money, as the runs list shows it
 
 
 def test_no_cost_alarm_without_enough_history(client, agent, agent_key, watching, django_capture_on_commit_callbacks):
@@ -173,6 +174,7 @@ def test_budget_over_a_window_fires_once(agent, watching):
     Run.objects.create(trace_id=f"{9:032x}", agent=agent, started_at=now - timedelta(minutes=1), cost=Decimal("0.3"))
     assert jobs.check_windows(now=now) == 1
     assert jobs.check_windows(now=now + timedelta(minutes=1)) == 0  # same window: the same anomaly
+    assert Incident.objects.get().title.startswith("Spend $1.20 over budget $1.00 since ")
     incident = Incident.objects.get()
     assert incident.kind == DetectorKind.BUDGET and incident.evidence["observed"] == pytest.approx(1.2)
 

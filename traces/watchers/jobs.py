@@ -11,6 +11,7 @@ from django.db.models import Count, Q, Sum
 
 from traces.incident_models import DetectorKind, ResourceTouch
 from traces.models import Run, RunStatus
+from traces.templatetags.traces_ui import money  # titles show money as the pages do
 from traces.watchers import baselines, detectors, services, stream
 from traces.watchers.detectors import Finding
 
@@ -70,7 +71,7 @@ def check_budget(*, agent_id: int, now: datetime) -> Finding | None:
     if spent <= float(budget):
         return None
     return Finding(kind=DetectorKind.BUDGET, agent_id=agent_id, dedupe_key=f"a{agent_id}:budget:{bucket}",
-                   title=f"Spend {spent:.4f} over budget {float(budget):.4f} since {start:%H:%M}",
+                   title=f"Spend {money(spent)} over budget {money(budget)} since {start:%H:%M}",
                    evidence={"observed": spent, "threshold": float(budget), "window_start": bucket,
                              "window_s": window_s})
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from traces.incident_models import DetectorKind, ResourceTouch
 from traces.models import Run, Span, SpanKind
+from traces.templatetags.traces_ui import money  # titles show money as the pages do
 from traces.watchers import baselines, detectors
 from traces.watchers.detectors import Finding
 
@@ -469,7 +470,7 @@ def _check_run_cost(run: dict) -> Finding | None:
         return None
     return Finding(kind=DetectorKind.RUN_COST, agent_id=run["agent_id"], dedupe_key=_run_key(run),
                    run_id=run["id"], trace_id=run["trace_id"],
-                   title=f"Run cost {cost:.4f} above {limit:.4f}",
+                   title=f"Run cost {money(cost)} above {money(limit)}",
                    evidence={"observed": cost, "threshold": limit, **basis,
                              "prompt_name": run["prompt_name"], "prompt_version": run["prompt_version"]})
 
