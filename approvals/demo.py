@@ -70,10 +70,30 @@ def seed(stdout) -> None:
                             required_approvals=required[0] if required else 1)
         rules.save_rule(rule=rule, actor=ACTOR)
     stdout.write(f"Approval queues: {', '.join(QUEUES)}; guardian rules: {', '.join(r[0] for r in RULES)}")
+    _expire_earlier_sessions_requests(stdout)
     story = seed_four_eyes_story()
     if story is not None:
         stdout.write(f"Four-eyes story: approval #{story.pk} (a prod migration edited by reviewer, approved by "
                      f"admin, run once with the edit) on run /runs/{story.trace_id}/")
+
+
+def _expire_earlier_sessions_requests(stdout) -> None:
+    """A restarted demo starts with an empty queue.
+
+    The demo agents that asked in an earlier session died with it (seeding runs before this session's
+    fleet starts): nobody waits for those answers, yet they stayed in the queue and their runs said
+    Waiting for approval. They expire by system:demo through the timeout's path (audited, escalation
+    stopped, runs no longer waiting); the finished four-eyes story is left alone.
+    """
+    from agents.demo import DEMO_AGENTS
+    from agents.models import Agent
+
+    agent_ids = list(Agent.objects.filter(name__in=[name for name, _ in DEMO_AGENTS]).values_list("pk", flat=True))
+    expired = decide.expire_pending_of_agents(agent_ids=agent_ids, decider=ACTOR, keep_keys=(STORY_KEY,),
+                                              reason="demo restarted: the agent that asked is gone")
+    if expired:
+        stdout.write(f"Approvals: expired {expired} request{'s' if expired != 1 else ''} left pending by an "
+                     "earlier demo session (its agents are gone)")
 
 
 def seed_four_eyes_story(*, now=None) -> ApprovalRequest | None:

@@ -27,6 +27,7 @@ from approvals.services.decide import (  # noqa: F401
     decide_request,
     expire_claims,
     expire_overdue,
+    expire_pending_of_agents,
     get_request_for,
     may_decide,
     proposed_arguments,

@@ -352,6 +352,22 @@ def expire_overdue(*, now: datetime, limit: int = 500) -> int:
     return done
 
 
+def expire_pending_of_agents(*, agent_ids: list[int], decider: str, reason: str, now: datetime | None = None,
+                             keep_keys: tuple[str, ...] = ()) -> int:
+    """Expire every pending request of these agents, by ``decider`` (a system actor), through the
+    timeout's path: audited, waiters woken, escalation stopped, held conflicts released, runs no longer
+    waiting. Requests with an idempotency key in ``keep_keys`` stay. Idempotent."""
+    now = now or timezone.now()
+    ids = list(ApprovalRequest.objects.filter(status=Status.PENDING, agent_id__in=agent_ids)
+               .exclude(idempotency_key__in=keep_keys).order_by("pk").values_list("pk", flat=True))
+    done = 0
+    for pk in ids:
+        qs = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING)
+        done += _finish_by_system(pk, qs=qs, status=Status.EXPIRED, decider=decider, reason=reason, now=now,
+                                  audit_action="approval.expired")
+    return done
+
+
 # Refused reports of one request kept in the audit log; past this a hostile or broken agent's retries are
 # still refused but no longer audited (one entry says so), so it cannot grow the log without bound.
 MAX_AUDITED_REFUSALS = 10
