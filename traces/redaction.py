@@ -108,6 +108,19 @@ def key_windows(raw: bytes) -> list[tuple[int, int]]:
 
 
 _HINTS = {"email": _has_at, "api-key": _has_key_hint}
+
+# Looser versions of the API-key, card and phone built-ins for RE2: no \b, no look-around, each
+# repetition at its minimum, \d as Python's re reads it on str (any Unicode decimal digit; RE2's \d
+# is ASCII). Whatever text a built-in matches holds a match of its loose version, so when none of
+# them matches a span (one linear scan, a few µs), neither can the built-ins, and may_match skips its
+# windows (two translations and a find per window, and a regex search on each).
+_D = r"\p{Nd}"
+_LOOSE_PATTERNS = {
+    "api-key": (r"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16}|aoc_[A-Za-z0-9_-]{20}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30}"
+                r"|xox[abpors]-[A-Za-z0-9-]{10}|AIza[0-9A-Za-z_-]{35}|Bearer [A-Za-z0-9._~+/-]{20}"),
+    "card-number": rf"{_D}(?:[ -]?{_D}){{12}}",
+    "phone": rf"\({_D}{{2,4}}\)[ .-]?{_D}{{3,4}}[ .-]?{_D}{{3,4}}|{_D}{{2,4}}[ .-]{_D}{{3,4}}[ .-]{_D}{{3,4}}",
+}
 _WINDOWED = {"card-number", "phone"}
 
 
@@ -183,6 +196,12 @@ class Redactor:
                                     _VALIDATORS.get(name) if builtin else None,
                                     _MIN_WINDOW_DIGITS.get(name, 0) if builtin else 0))
         self._custom = any(rule.hint is None and not rule.windowed for rule in self.rules)
+        # may_match's checks by kind (its answer does not depend on the rules' order)
+        self._hints = [rule.hint for rule in self.rules if rule.hint is not None and rule.hint is not _has_key_hint]
+        self._key_searches = [rule.regex.search for rule in self.rules if rule.hint is _has_key_hint]
+        self._window_searches = [(rule.regex.search, rule.min_digits) for rule in self.rules if rule.windowed]
+        loose = [_LOOSE_PATTERNS[rule.name] for rule in self.rules if rule.windowed or rule.hint is _has_key_hint]
+        self._loose_search = compile_linear("|".join(f"(?:{p})" for p in loose)).search if loose else None
 
     @property
     def has_custom_rules(self) -> bool:
@@ -191,30 +210,33 @@ class Redactor:
     def may_match(self, blob: str) -> bool:
         """False only when no rule can match any of a span's strings, joined by NUL into ``blob``.
 
-        Built-in rules are checked by their C-speed hints, card and phone numbers by
-        their regexes on the few digit windows only, API keys by their regex on the few
-        runs of key characters only; custom rules always say maybe. NUL is neither a
-        word, digit nor key character, so a window or word boundary never spans two
-        strings: a string matches only if its part of the blob does.
+        Built-in rules are checked by their C-speed hints; API keys, card and phone
+        numbers first by their loose versions on RE2 (``_LOOSE_PATTERNS``), all at once,
+        which on most spans is the end of it, then by their regexes, API keys on the few
+        runs of key characters only, card and phone numbers on the few digit windows
+        only; custom rules always say maybe. NUL is neither a word, digit nor key
+        character, so a window or word boundary never spans two strings: a string
+        matches only if its part of the blob does.
         """
         if self._custom:
             return True
-        raw = windows = None
-        for rule in self.rules:
-            if rule.windowed:
-                if windows is None:
-                    raw = raw or blob.encode("ascii", "replace")
-                    windows = digit_runs(blob, raw)
-                if any(rule.regex.search(blob[start:end]) for start, end, digits in windows
-                       if digits >= rule.min_digits):
-                    return True
-            elif rule.hint is _has_key_hint:
-                # search() with pos/endpos sees the real context (\b, the Bearer lookbehind)
-                raw = raw or blob.encode("ascii", "replace")
-                if any(rule.regex.search(blob, start, end) for start, end in key_windows(raw)):
-                    return True
-            elif rule.hint(blob):
+        for hint in self._hints:
+            if hint(blob):
                 return True
+        # (encoded here: RE2 needs UTF-8, and its wrapper's own encoding refuses a lone surrogate)
+        if self._loose_search is None or not self._loose_search(blob.encode("utf-8", "surrogatepass")):
+            return False
+        raw = blob.encode("ascii", "replace")
+        # search() with pos/endpos sees the real context (\b, the Bearer lookbehind)
+        for search in self._key_searches:
+            if any(search(blob, start, end) for start, end in key_windows(raw)):
+                return True
+        if self._window_searches:
+            for start, end, digits in digit_runs(blob, raw):
+                chunk = blob[start:end]
+                for search, min_digits in self._window_searches:
+                    if digits >= min_digits and search(chunk):
+                        return True
         return False
 
     def redact_text(self, text: str, counts: Counter) -> str:

@@ -148,3 +148,24 @@ def test_real_card_numbers_are_redacted_in_any_grouping(card):
     assert redactor.may_match(f"on 2026-05-12 paid with {card}.\x00order 12345678")
     assert redactor.redact_text(f"paid with {card}.", counts) == "paid with [REDACTED:card]."
     assert counts["card-number"] == 1
+
+
+# Each at the least its built-in matches. The span-level check runs loose versions of the built-ins on
+# RE2 first and stops there when none matches, so it must let every one of these through.
+@pytest.mark.parametrize("text", [
+    "call 12 345 678 now", "call (41)555-013", "+1 (415) 555-0132",
+    "call ٣1-345-6789 now",  # starts with an Arabic-Indic digit (\d to Python's re), just before the ASCII digits
+    "key sk-" + "a" * 16, "sk-proj-" + "A" * 16, "aoc_" + "b" * 20, "AKIA" + "A1" * 8, "ghp_" + "c" * 30,
+    "xoxb-" + "1" * 10, "AIza" + "d" * 35, "Authorization: Bearer " + "e" * 20,
+    "café 4111 1111 1111 1111 ü", "4222222222222", "\ud800 4111 1111 1111 1111"])
+def test_every_builtin_match_gets_past_the_span_level_check(text):
+    from collections import Counter
+
+    redactor = redaction.get_redactor()
+    assert redactor.may_match(f"first string\x00{text}\x00last string")
+    assert "[REDACTED:" in redactor.redact_text(text, Counter())
+
+
+def test_a_number_split_between_two_strings_is_not_one():
+    # a span's strings are joined by NUL for the check; no built-in matches across it
+    assert not redaction.get_redactor().may_match("paid 4222222\x00222222 ok\x00call 415-555\x00-0132")
