@@ -8,7 +8,9 @@ layer degrades live updates, never the request that triggered them.
 
 import asyncio
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
@@ -50,8 +52,11 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     The in-memory layer's queues belong to that loop, so pushes from other
     threads (the embedded scheduler) must run there, not in a loop of their own.
     """
-    global _server_loop
+    global _server_loop, _outbox_draining
     _server_loop = loop
+    with _outbox_lock:
+        _outbox.clear()
+        _outbox_draining = False
 
 
 _TRACEBACK_EVERY_S = 30.0
@@ -70,11 +75,62 @@ def _push_failed(group: str, exc: BaseException) -> None:
         log.warning("live push to %s failed: %r", group, exc)
 
 
+# Pushes from other threads (stream detectors, job runners) beside a running server loop wait here, in
+# order, for that loop's one sender task: the thread goes on at once. It waited for each send before,
+# so a busy loop held the detectors for up to 5 s per incident (rounds of 300 s under load).
+OUTBOX_MAX = 1000  # past this many unsent pushes, more are dropped (logged): the pages catch up over HTTP
+_outbox: deque[tuple[str, str]] = deque()
+_outbox_lock = threading.Lock()
+_outbox_draining = False  # a sender task is scheduled or running on the server loop
+
+
+def _hand_to_server_loop(loop: asyncio.AbstractEventLoop, group: str, html: str) -> bool:
+    global _outbox_draining
+    with _outbox_lock:
+        if len(_outbox) >= OUTBOX_MAX:
+            full = True
+        else:
+            full = False
+            _outbox.append((group, html))
+            start, _outbox_draining = not _outbox_draining, True
+    if full:
+        _push_failed(group, OverflowError(f"{OUTBOX_MAX} pushes wait for the server loop; this one is dropped"))
+        return False
+    if start:
+        try:
+            loop.call_soon_threadsafe(_start_outbox_sender, loop)
+        except RuntimeError as exc:  # the loop closed meanwhile
+            with _outbox_lock:
+                _outbox.clear()
+                _outbox_draining = False
+            _push_failed(group, exc)
+            return False
+    return True
+
+
+def _start_outbox_sender(loop: asyncio.AbstractEventLoop) -> None:
+    task = loop.create_task(_send_outbox())
+    _pending_sends.add(task)
+    task.add_done_callback(_pending_sends.discard)
+
+
+async def _send_outbox() -> None:
+    global _outbox_draining
+    while True:
+        with _outbox_lock:
+            if not _outbox:
+                _outbox_draining = False
+                return
+            group, html = _outbox.popleft()
+        await asend_to_group(group, html)  # logs its own failure
+
+
 def send_to_group(group: str, html: str) -> bool:
     """Send a fragment to every browser subscribed to ``group``; False if it failed.
 
-    Callable from any thread. From inside a running loop it schedules the send
-    instead of blocking the loop.
+    Callable from any thread, never waiting on the server loop. From inside a running loop it
+    schedules the send; from a thread beside the server's loop it queues it for that loop
+    (True: queued, in order; a failed send is logged); elsewhere it sends at once.
     """
     layer = get_channel_layer()
     if layer is None:
@@ -90,7 +146,7 @@ def send_to_group(group: str, html: str) -> bool:
             _pending_sends.add(task)
             task.add_done_callback(_pending_sends.discard)
         elif _server_loop is not None and _server_loop.is_running():
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _server_loop).result(timeout=5)
+            return _hand_to_server_loop(_server_loop, group, html)
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception as exc:  # noqa: BLE001 - live updates are best effort by design

@@ -76,3 +76,43 @@ def test_an_outage_logs_one_traceback_then_one_line_per_failed_push(monkeypatch,
     assert len(failures) == 5
     assert sum(1 for r in failures if r.exc_info) == 1
     assert "ConnectionError('channel layer down')" in failures[-1].getMessage()
+
+
+def _block(loop) -> threading.Event:
+    """Hold the server loop busy (as under load) until the returned event is set."""
+    release = threading.Event()
+    loop.call_soon_threadsafe(release.wait, 30)
+    return release
+
+
+def test_a_thread_beside_a_busy_server_loop_is_not_held_and_its_pushes_arrive_in_order(server_loop):
+    """The stream detectors push incidents from their own thread: they used to wait for the server loop
+    on every push (up to 5 s each), so under load a round of incidents took minutes."""
+    layer, channel = _subscribe(server_loop, "incidents")
+    release = _block(server_loop)
+    results = []
+    worker = threading.Thread(target=lambda: results.extend(
+        live.send_to_group("incidents", f"<p>{n}</p>") for n in range(3)))
+    worker.start()
+    worker.join(10)
+    finished_while_loop_busy = not worker.is_alive() and not release.is_set()
+    release.set()
+    assert finished_while_loop_busy and results == [True, True, True]
+    assert [_receive(server_loop, layer, channel)["html"] for _ in range(3)] == ["<p>0</p>", "<p>1</p>", "<p>2</p>"]
+
+
+def test_pushes_past_the_outbox_bound_are_dropped_and_logged_not_held(server_loop, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(live, "OUTBOX_MAX", 2)
+    layer, channel = _subscribe(server_loop, "incidents")
+    release = _block(server_loop)
+    with caplog.at_level(logging.WARNING, logger="console.live"):
+        results = [live.send_to_group("incidents", f"<p>{n}</p>") for n in range(4)]
+    release.set()
+    assert results == [True, True, False, False]
+    assert [_receive(server_loop, layer, channel)["html"] for _ in range(2)] == ["<p>0</p>", "<p>1</p>"]
+    assert any("wait for the server loop" in r.getMessage() for r in caplog.records)
+    # the sender drained: the next push goes out again
+    assert live.send_to_group("incidents", "<p>after</p>") is True
+    assert _receive(server_loop, layer, channel)["html"] == "<p>after</p>"
