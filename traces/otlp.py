@@ -364,7 +364,7 @@ def _tool_arguments(value):
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return value
     return value
 

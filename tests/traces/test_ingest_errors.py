@@ -235,3 +235,17 @@ def test_dropped_database_connection_is_503_and_nothing_half_stored(agent_key):
     assert response["Retry-After"] == "1"
     connection.close()  # what request_finished does in the server (the test client skips it)
     assert Span.objects.count() == 0
+
+
+def test_tool_arguments_nested_past_the_recursion_limit_are_kept_as_text(client, agent_key):
+    """Python's JSON parser raises RecursionError (not ValueError) for '[[[[...]]]]' thousands deep: an agent's
+    tool arguments like that answered 500 and the whole batch was lost."""
+    trace = helpers.new_trace_id()
+    deep = "[" * 5000 + "]" * 5000
+    tool = helpers.make_span(trace, name="execute_tool deep", attrs={
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "deep", "gen_ai.tool.call.arguments": deep})
+    other = helpers.make_span(trace, name="next step")
+    response = helpers.post(client, helpers.body_of(tool, other), key=agent_key)
+    assert response.status_code == 200
+    stored = Span.objects.get(name="execute_tool deep")
+    assert stored.tool_arguments == deep and Span.objects.filter(name="next step").exists()

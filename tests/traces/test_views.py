@@ -340,3 +340,16 @@ def test_tile_context_works_without_a_user(agent):
     html = dashboard.render_tile("traces/partials/tile_runs.html", {**context, "oob": True})
     assert 'id="tile-runs"' in html and 'hx-swap-oob="true"' in html and "<svg" in html
     assert 'href="/runs/?status=running"' in html and "/runs/?agent=billing-bot" in html
+
+
+def test_span_panel_shows_json_nested_past_the_recursion_limit_as_text(reviewer_client, agent):
+    """An agent's JSON nested thousands deep made the span panel answer 500 (RecursionError parsing or
+    laying it out); it is shown as the text it came as."""
+    run = make_run(agent)
+    (tool,) = make_spans(run, 1)
+    deep = "[" * 5000 + "]" * 5000
+    Span.objects.filter(pk=tool.pk).update(kind=SpanKind.TOOL, tool_name="deep", tool_arguments=deep,
+                                           output_text=deep, input_text='{"a": ' * 3000 + "1" + "}" * 3000)
+    response = reviewer_client.get(f"/runs/{run.trace_id}/spans/{tool.span_id}/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert "[[[[[[[[" in response.content.decode()

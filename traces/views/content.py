@@ -19,17 +19,21 @@ def _loads(text):
         return None
     try:
         return json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
 
 
 def pretty(value) -> str:
+    original = value
     if isinstance(value, str):
         parsed = _loads(value)
         if parsed is None:
             return value
         value = parsed
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    except (RecursionError, ValueError):  # nested too deep to lay out (an agent's JSON): shown as it came
+        return original if isinstance(original, str) else str(original)
 
 
 def _part_text(part) -> tuple[str, str]:
