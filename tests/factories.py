@@ -31,3 +31,18 @@ def make_key(agent: Agent | None = None) -> tuple:
     """(key row, plain key) for ``agent`` (a new agent by default)."""
     agent = agent or make_agent()
     return agent_services.issue_key(agent=agent, actor="system:test")
+
+
+def open_loop_incident(agent: Agent):
+    """A loop incident on ``agent`` whose playbook paused it (the loop detector's settings must pause,
+    as the demo's do)."""
+    from traces.incident_models import ActionKind, ActionState, DetectorKind
+    from traces.watchers import detectors, services
+    from traces.watchers.detectors import Finding
+
+    detectors.invalidate_cache()
+    incident = services.open_incident(finding=Finding(
+        kind=DetectorKind.LOOP, agent_id=agent.pk, dedupe_key=f"a{agent.pk}:loop:test",
+        title='Loop: lookup_order({"order_id": "nw-1"}) repeated 5 times'))
+    assert incident.actions.get(kind=ActionKind.PAUSE).state == ActionState.DONE
+    return incident

@@ -17,22 +17,16 @@ from agents.models import Agent
 from console.models import AuditEntry
 from console.roles import Role
 from tests import factories
-from traces.incident_models import ActionKind, ActionState, DetectorKind, Incident
+from traces.incident_models import ActionKind, ActionState, Incident
 from traces.watchers import demo as watchers_demo
-from traces.watchers import detectors, services
-from traces.watchers.detectors import Finding
+from traces.watchers import services
 
 pytestmark = pytest.mark.django_db
 
 
 def _loop_incident(agent: Agent) -> Incident:
-    watchers_demo.seed(io.StringIO())
-    detectors.invalidate_cache()
-    incident = services.open_incident(finding=Finding(
-        kind=DetectorKind.LOOP, agent_id=agent.pk, dedupe_key=f"a{agent.pk}:loop:test",
-        title='Loop: lookup_order({"order_id": "nw-1"}) repeated 5 times'))
-    assert incident.actions.get(kind=ActionKind.PAUSE).state == ActionState.DONE
-    return incident
+    watchers_demo.seed(io.StringIO())  # the demo's detector settings: a loop pauses its agent
+    return factories.open_loop_incident(agent)
 
 
 def test_a_persons_pause_naming_the_incident_is_not_lifted():

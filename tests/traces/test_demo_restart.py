@@ -18,20 +18,9 @@ from agents.models import Agent
 from console.models import AuditEntry
 from console.roles import Role
 from tests import factories
-from traces.incident_models import ActionKind, ActionState, DetectorKind, Incident, IncidentStatus
-from traces.watchers import detectors, services
-from traces.watchers.detectors import Finding
+from traces.incident_models import ActionKind, ActionState, IncidentStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _loop_incident(agent: Agent) -> Incident:
-    detectors.invalidate_cache()
-    incident = services.open_incident(finding=Finding(
-        kind=DetectorKind.LOOP, agent_id=agent.pk, dedupe_key=f"a{agent.pk}:loop:test",
-        title='Loop: lookup_order({"order_id": "nw-1"}) repeated 5 times'))
-    assert incident.actions.get(kind=ActionKind.PAUSE).state == ActionState.DONE
-    return incident
 
 
 def _paused(name: str, client) -> bool:
@@ -42,7 +31,7 @@ def _paused(name: str, client) -> bool:
 def test_a_restarted_demo_resumes_the_agents_its_playbooks_paused_but_not_a_persons_pause(client):
     call_command("demo", no_serve=True, stdout=io.StringIO())
     support = Agent.objects.get(name="support-bot")
-    incident = _loop_incident(support)
+    incident = factories.open_loop_incident(support)
     operator = factories.make_user(Role.OPERATOR, username="olga")
     agent_services.pause_agent(agent_id=Agent.objects.get(name="deploy-bot").pk, actor=operator,
                                reason="maintenance window")
@@ -73,7 +62,7 @@ def test_a_restarted_demo_resumes_the_agents_its_playbooks_paused_but_not_a_pers
 def test_a_pause_made_again_after_the_incident_is_not_lifted(client):
     call_command("demo", no_serve=True, stdout=io.StringIO())
     support = Agent.objects.get(name="support-bot")
-    _loop_incident(support)
+    factories.open_loop_incident(support)
     operator = factories.make_user(Role.OPERATOR, username="olga")
     agent_services.resume_agent(agent_id=support.pk, actor=operator)
     agent_services.pause_agent(agent_id=support.pk, actor=operator, reason="I want it off for now")
