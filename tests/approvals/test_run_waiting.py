@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from approvals import services
 from traces.models import Run, RunStatus
-from tests.approvals.helpers import make_queue, make_request, make_reviewer, make_rule
+from tests.approvals.helpers import make_queue, make_request, make_rule
 
 pytestmark = pytest.mark.django_db
 
