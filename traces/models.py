@@ -104,12 +104,9 @@ class Run(models.Model):
 
         if self.status != RunStatus.RUNNING or self.updated_at is None:
             return None
+        # settings_for puts the default in place of a value stored unchecked (Django admin, an older version)
         max_idle_s = detectors.settings_for(DetectorKind.RUNAWAY, self.agent_id).params["max_idle_seconds"]
-        try:
-            return self.updated_at + timedelta(seconds=int(max_idle_s))
-        except (TypeError, ValueError, OverflowError):  # stored unchecked (Django admin, an older version)
-            default_s = detectors.DEFAULTS[DetectorKind.RUNAWAY]["params"]["max_idle_seconds"]
-            return self.updated_at + timedelta(seconds=default_s)
+        return self.updated_at + timedelta(seconds=int(max_idle_s))
 
     @property
     def stalled_since(self):

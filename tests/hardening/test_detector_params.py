@@ -57,3 +57,25 @@ def test_a_good_value_is_saved_and_audited(admin_client_):
     assert response.status_code == 302
     assert DetectorConfig.objects.get().params["max_idle_seconds"] == 900
     assert AuditEntry.objects.filter(action="detector.configured").exists()
+
+
+@pytest.mark.parametrize("value", ["ten minutes", 1e300, -5])
+def test_a_bad_value_stored_earlier_leaves_the_detectors_working_on_the_default(running_run, value, caplog):
+    """The runaway job (and every stream check) took int() of the stored value: each round failed, so no
+    runaway run was ever caught while it stayed stored. The default stands in, with one warning."""
+    from datetime import timedelta
+
+    from traces.watchers import jobs
+
+    DetectorConfig.objects.create(kind=DetectorKind.RUNAWAY, agent=None, enabled=True,
+                                  params={"max_seconds": value, "max_idle_seconds": value}, actions=["notify"])
+    detectors.invalidate_cache()
+    getattr(detectors, "_warned_params", set()).clear()
+    Run.objects.filter(pk=running_run.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    with caplog.at_level("WARNING", logger="traces.watchers.detectors"):
+        findings = jobs.check_runaway_durations(now=timezone.now())
+        jobs.check_runaway_durations(now=timezone.now())
+    assert [f.run_id for f in findings] == [running_run.pk]  # 2 h > the default 30 min, active just now
+    assert detectors.settings_for(DetectorKind.RUNAWAY, None).params["max_seconds"] == 1800
+    warnings = [r.getMessage() for r in caplog.records if "using the default" in r.getMessage()]
+    assert len(warnings) == 2 and any("max_seconds" in w for w in warnings)  # once per parameter, not per round

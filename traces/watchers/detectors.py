@@ -7,6 +7,7 @@ agent's recent runs. Each returns :class:`Finding` objects; opening the incident
 """
 
 import json
+import logging
 import math
 import statistics
 import threading
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from traces.incident_models import ActionKind, DetectorConfig, DetectorKind
+
+log = logging.getLogger(__name__)
 
 K = DetectorKind
 A = ActionKind
@@ -45,16 +48,18 @@ def check_params(kind: str, params: dict) -> None:
     """Raise ValueError naming the parameter if one that is a number by default is not a number from 0
     to MAX_PARAM (None too where the default is None: "no limit"). Other parameters are not checked here."""
     for name, default in DEFAULTS[kind]["params"].items():
-        if name not in params:
-            continue
-        value = params[name]
-        if value is None and default is None:
-            continue
-        if default is not None and not isinstance(default, int | float):
-            continue
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (number and (isinstance(value, int) or math.isfinite(value)) and 0 <= value <= MAX_PARAM):
-            raise ValueError(f"{name} must be a number from 0 to {MAX_PARAM:.0f}, not {json.dumps(value)[:50]}")
+        if name in params and not _param_ok(params[name], default):
+            raise ValueError(f"{name} must be a number from 0 to {MAX_PARAM:.0f}, not {json.dumps(params[name])[:50]}")
+
+
+def _param_ok(value, default) -> bool:
+    """Whether ``value`` may stand for a parameter whose default is ``default`` (see check_params)."""
+    if value is None and default is None:
+        return True
+    if default is not None and not isinstance(default, int | float):
+        return True  # not a number by default: not checked here
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and (isinstance(value, int) or math.isfinite(value)) and 0 <= value <= MAX_PARAM
 
 
 SCORE_OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t,
@@ -117,7 +122,21 @@ def settings_for(kind: str, agent_id: int | None) -> Settings:
         if row.actions is not None:
             actions = [a for a in row.actions if a in ActionKind.values]
         enabled, config_id = row.enabled, row.pk
+    for name, value in default["params"].items():
+        if not _param_ok(params[name], value):  # stored unchecked (Django admin, an older version)
+            _warn_bad_param(kind, name, params[name])
+            params[name] = value
     return Settings(kind=kind, enabled=enabled, params=params, actions=actions, config_id=config_id)
+
+
+_warned_params: set[tuple[str, str]] = set()
+
+
+def _warn_bad_param(kind: str, name: str, value) -> None:
+    if (kind, name) not in _warned_params:  # once per process, not on every check
+        _warned_params.add((kind, name))
+        log.warning("detector %s: stored %s=%s is not a number from 0 to %.0f; using the default", kind, name,
+                    json.dumps(value, default=str)[:50], MAX_PARAM)
 
 
 # --- robust statistics --------------------------------------------------------------------------
