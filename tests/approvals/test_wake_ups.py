@@ -211,6 +211,19 @@ async def test_a_decision_published_while_the_listener_reconnects_still_reaches_
     assert listener.subscribed.is_set()
 
 
+def _decided_after_first_read(read, reads: list, reviewer, edited: dict, delivered):
+    """``read`` (agent, pk) -> (status, ...) that records each status in ``reads`` and, right after the
+    first, has ``reviewer`` approve the request with ``edited`` arguments and its message delivered."""
+    def wrapped(agent, pk):
+        found = read(agent, pk)
+        reads.append(found[0])
+        if len(reads) == 1:
+            _decide(pk, reviewer, verdict="modify", reason="less", arguments=edited)
+            delivered(pk)
+        return found
+    return wrapped
+
+
 @pytest.mark.parametrize("edited, reads_after_wake", [
     ({"amount": 3}, 0),  # the message carries the answer: sent as is
     ({"amount": 3, "note": "x" * 20_000}, 1),  # too large to carry: read from the database
@@ -222,16 +235,7 @@ async def test_the_fast_path_answers_a_decision_made_between_its_first_read_and_
     req = await sync_to_async(make_request)(agent=agent, risk="high")
     real_read = asgi._read
     reads = []
-
-    def read_then_decide(agent, pk):
-        answer = real_read(agent, pk)
-        reads.append(answer[0])
-        if len(reads) == 1:
-            decide_request(request_id=pk, reviewer=admin_user, verdict="modify", reason="less", arguments=edited)
-            delivered(pk)
-        return answer
-
-    monkeypatch.setattr(asgi, "_read", read_then_decide)
+    monkeypatch.setattr(asgi, "_read", _decided_after_first_read(real_read, reads, admin_user, edited, delivered))
     monkeypatch.setattr("approvals.api.MAX_WAIT_S", NEVER)
     sent = []
 
@@ -272,16 +276,8 @@ async def test_djangos_handler_answers_a_woken_waiter_as_a_fresh_read_would(
     req = await sync_to_async(make_request)(agent=agent, risk="high")
     real_read = api._own_answer_released
     reads = []
-
-    def read_then_decide(agent, pk):
-        found = real_read(agent, pk)
-        reads.append(found[0])
-        if len(reads) == 1:
-            _decide(pk, admin_user, verdict="modify", reason="less", arguments=edited)
-            delivered(pk)
-        return found
-
-    monkeypatch.setattr(api, "_own_answer_released", read_then_decide)
+    monkeypatch.setattr(api, "_own_answer_released",
+                        _decided_after_first_read(real_read, reads, admin_user, edited, delivered))
     monkeypatch.setattr(api, "MAX_WAIT_S", NEVER)
     auth = {"Authorization": f"Bearer {agent_key}"}
     response = await asyncio.wait_for(AsyncClient().get(f"/api/v1/approvals/{req.pk}?wait={NEVER}", headers=auth),
